@@ -1,0 +1,35 @@
+"""User-facing errors: bad input that the CLI reports in one message with exit code 2."""
+
+from __future__ import annotations
+
+
+class NncliError(Exception):
+    """Bad input from the user (a config, a data file, an expression, a run id).
+
+    The CLI prints ``str(err)`` on stderr without a traceback and exits with code 2.
+    ``where`` names the place (``file:line:col``, ``file:row``, a dotted key); it is
+    put in front of the message when given.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | None = None):
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(NncliError):
+    """One or more problems in a config file or a ``--set`` override."""
+
+
+class DataError(NncliError):
+    """A data file or data set that cannot be used as given."""
+
+
+class ExpressionError(NncliError):
+    """An expression for ``nncli grad`` that is not allowed or does not parse."""
+
+
+class RunError(NncliError):
+    """An unknown run id, or a folder that is not a usable run."""

@@ -1,0 +1,97 @@
+"""Registries of named components: one plain dict per kind, filled by a decorator.
+
+    @register("layers")
+    class Dense(Layer): ...
+
+    get("layers", "Dense")   # or "dense"; unknown names raise with the closest match
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from nncli.errors import NncliError
+
+KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models")
+
+REGISTRY: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
+
+
+class UnknownNameError(NncliError, KeyError):
+    """A name that no registry entry has."""
+
+    def __init__(self, kind: str, name: str, suggestion: str | None, known: list[str]):
+        self.kind, self.name, self.suggestion, self.known = kind, name, suggestion, known
+        hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+        NncliError.__init__(self, f"unknown {kind[:-1]} '{name}'.{hint} Known: {', '.join(known)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+def snake_case(name: str) -> str:
+    """``MaxPooling2D`` -> ``max_pooling2d``, ``SGD`` -> ``sgd``."""
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
+    return s.lower()
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def register(kind: str, name: str | None = None, aliases: tuple[str, ...] = ()):
+    """Class or function decorator adding the object to ``REGISTRY[kind]`` under its name."""
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+    def add(obj):
+        table = REGISTRY[kind]
+        for entry in (name or obj.__name__, *aliases):
+            if entry in table and table[entry] is not obj:
+                raise ValueError(f"{kind[:-1]} '{entry}' is already registered by {table[entry]!r}")
+            table[entry] = obj
+        obj._registry_name = name or obj.__name__
+        return obj
+
+    return add
+
+
+def names(kind: str) -> list[str]:
+    """The canonical names in one registry, sorted (aliases left out)."""
+    table = REGISTRY[kind]
+    return sorted({getattr(obj, "_registry_name", n) for n, obj in table.items()})
+
+
+def lookup(kind: str, name: str):
+    """The entry called ``name`` (class name, snake_case or any alias), or ``None``."""
+    table = REGISTRY[kind]
+    if name in table:
+        return table[name]
+    wanted = _key(name)
+    for entry, obj in table.items():
+        if _key(entry) == wanted:
+            return obj
+    return None
+
+
+def closest(kind: str, name: str) -> str | None:
+    """The known name nearest to ``name``, for "did you mean" hints."""
+    candidates = {n: n for n in REGISTRY[kind]}
+    candidates.update({snake_case(n): n for n in REGISTRY[kind]})
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    if not match:
+        match = difflib.get_close_matches(_key(name), [_key(c) for c in candidates], n=1, cutoff=0.5)
+        if match:
+            return next(v for c, v in candidates.items() if _key(c) == match[0])
+        return None
+    return candidates[match[0]]
+
+
+def get(kind: str, name: str):
+    """The entry called ``name``; raise :class:`UnknownNameError` listing what exists."""
+    obj = lookup(kind, name)
+    if obj is None:
+        raise UnknownNameError(kind, name, closest(kind, name), names(kind))
+    return obj
