@@ -1,0 +1,414 @@
+"""Read data files (CSV, .npz, .npy pairs, IDX) into float32 arrays.
+
+Every problem with a file raises :class:`~nncli.errors.DataError` naming the file and, where it
+has them, the row (the 1-based line number, the CSV header being line 1) and the column (number
+and name). Nothing is ever unpickled: numpy files load with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import gzip
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+from nncli.errors import DataError
+
+# IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_NAME = re.compile(r"(idx\d-ubyte|\.idx)(\.gz)?$", re.IGNORECASE)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class LoadedData:
+    """Features and labels read from a file, with enough context to point at one label later.
+
+    ``label_at`` is a template for the place of label ``index`` (``{index}`` 0-based, ``{row}``
+    the CSV line number), e.g. ``"row {row}, column 5 ('label')"``; ``label_file`` is its file.
+    """
+
+    x: np.ndarray  # (n, ...) float32
+    y: np.ndarray  # (n,) or (n, ...) float32
+    source_desc: str
+    label_file: str
+    label_at: str
+    feature_names: list[str] | None = None
+    target_name: str | None = None
+
+    def label_where(self, index: int) -> str:
+        """``"file: row 7, column 5 ('label')"`` for the label of sample ``index``."""
+        return f"{self.label_file}: " + self.label_at.format(index=index, row=index + 2)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` Did you mean 'x'?`` when a close match exists, else an empty string."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def _read_csv_table(path: Path, min_columns: int = 2) -> tuple[list[str], np.ndarray]:
+    """The header and every data cell as one float32 table ``(rows, columns)``."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"not UTF-8 text (bad byte at offset {err.start}); expected a CSV file", where) from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # tolerate blank lines at the end only
+        lines.pop()
+    if not lines:
+        raise DataError("the file is empty; expected a header row, then rows of numbers", where)
+    reader = csv.reader(lines)
+    try:
+        rows = list(reader)
+    except csv.Error as err:
+        raise DataError(f"row {reader.line_num}: {err}", where) from None
+    header = [name.strip() for name in rows[0]]
+    body = rows[1:]
+    ncols = len(header)
+    if ncols < min_columns:
+        raise DataError(
+            f"the header has {ncols} column ({rows[0][0]!r}); expected comma-separated "
+            "feature columns and a target column", where)
+    for col, name in enumerate(header):
+        if header.index(name) != col:
+            raise DataError(f"columns {header.index(name) + 1} and {col + 1} are both named '{name}'; "
+                            "column names must be unique", where)
+    if not body:
+        raise DataError("no data rows after the header (line 1)", where)
+    lengths = np.fromiter(map(len, body), dtype=np.intp, count=len(body))
+    ragged = np.flatnonzero(lengths != ncols)
+    if ragged.size:
+        r = int(ragged[0])
+        raise DataError(f"row {r + 2}: expected {ncols} cells as in the header, found {lengths[r]}", where)
+    try:  # one conversion for the whole file; look for the culprit only when it fails
+        table = np.array(list(chain.from_iterable(body)), dtype=np.float32).reshape(len(body), ncols)
+    except ValueError:
+        _raise_bad_cell(body, header, where)
+    bad = ~np.isfinite(table)
+    if bad.any():
+        r, c = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a finite number, "
+                        f"found {body[r][c].strip()!r}", where)
+    return header, table
+
+
+def _raise_bad_cell(body: list[list[str]], header: list[str], where: str):
+    """Find the first cell that does not convert, and raise a DataError naming it."""
+    for r, row in enumerate(body):
+        try:
+            np.array(row, dtype=np.float32)
+            continue
+        except ValueError:
+            pass
+        for c, cell in enumerate(row):
+            try:
+                np.array(cell, dtype=np.float32)
+            except ValueError:
+                found = "an empty cell" if not cell.strip() else repr(cell.strip())
+                raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a number, "
+                                f"found {found}", where) from None
+    raise DataError("a cell could not be read as a number", where)  # unreachable in practice
+
+
+def _column_index(header: list[str], name, where: str) -> int:
+    if name not in header:
+        raise DataError(f"no column named '{name}'.{did_you_mean(name, header)} "
+                        f"The header has: {', '.join(header)}", where)
+    return header.index(name)
+
+
+def load_csv(path, target: str | None = None):
+    """Read a CSV file with a header row: every cell a number, one column the target.
+
+    Args:
+        path: the file.
+        target: name of the target column; default the last column.
+
+    Returns:
+        ``(x float32 (n, features), y float32 (n,), feature_names, target_name)``.
+
+    Example:
+        >>> x, y, names, target = load_csv("iris.csv")      # doctest: +SKIP
+        >>> x.shape, target
+        ((150, 4), 'label')
+    """
+    x, y, names, target_name, _ = _load_csv(path, target)
+    return x, y, names, target_name
+
+
+def _load_csv(path, target):
+    """:func:`load_csv` plus the 0-based index of the target column."""
+    path = _existing_file(path)
+    header, table = _read_csv_table(path)
+    t = len(header) - 1 if target is None else _column_index(header, target, str(path))
+    if t == len(header) - 1:
+        x = table[:, :-1]  # a view: no copy
+    else:
+        x = np.delete(table, t, axis=1)
+    return x, table[:, t], header[:t] + header[t + 1:], header[t], t
+
+
+# ----------------------------------------------------------------------------- numpy files
+
+
+def _np_load(path: Path):
+    """``np.load`` without pickles, its failures turned into DataErrors."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise DataError("holds Python objects (pickled data), which are never loaded; "
+                            "expected numeric arrays", str(path)) from None
+        raise DataError(f"not a readable numpy file: {err}", str(path)) from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"not a readable numpy file: {err}", str(path)) from None
+
+
+def _npy_array(path: Path) -> np.ndarray:
+    """The single array in a ``.npy`` file."""
+    array = _np_load(path)
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError("is an .npz archive, expected a single .npy array", str(path))
+    return array
+
+
+def _npz_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """The arrays called ``keys`` in an ``.npz`` archive."""
+    where = str(path)
+    archive = _np_load(path)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError("holds a single array (.npy format), expected an .npz archive with "
+                        f"keys {', '.join(repr(k) for k in keys)}", where)
+    with archive:
+        for key in keys:
+            if key not in archive.files:
+                raise DataError(f"no array named '{key}'.{did_you_mean(key, archive.files)} "
+                                f"The archive has: {', '.join(archive.files) or 'nothing'}", where)
+        try:
+            return [archive[key] for key in keys]
+        except ValueError:
+            raise DataError("holds Python objects (object arrays), which are never loaded; "
+                            "expected numeric arrays", where) from None
+
+
+def _as_float32(array: np.ndarray, where: str, what: str) -> np.ndarray:
+    """``array`` as float32 (no copy when it already is), refusing non-numbers, NaN and inf."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{what}: expected numbers, found an array of dtype {array.dtype}", where)
+    if array.ndim == 0:
+        raise DataError(f"{what}: expected an array with one entry per sample, found a scalar", where)
+    out = np.asarray(array, dtype=np.float32)
+    if array.dtype.kind == "f":  # integers are always finite
+        bad = ~np.isfinite(out)
+        if bad.any():
+            pos = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            raise DataError(f"{what} at index {tuple(int(i) for i in pos)}: expected a finite "
+                            f"float32 number, found {array[pos]!r}", where)
+    return out
+
+
+def _check_counts(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, where: str | None = None):
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{x_name} has {x.shape[0]} samples but {y_name} has {y.shape[0]} labels; "
+                        "expected the same number", where)
+
+
+def load_npz(path, x_key: str = "x", y_key: str = "y") -> LoadedData:
+    """Read features and labels from an ``.npz`` archive (keys ``x_key`` and ``y_key``).
+
+    Example:
+        >>> np.savez("d.npz", x=np.zeros((4, 2)), y=np.arange(4))   # doctest: +SKIP
+        >>> load_npz("d.npz").x.shape
+        (4, 2)
+    """
+    path = _existing_file(path)
+    where = str(path)
+    raw_x, raw_y = _npz_arrays(path, (x_key, y_key))
+    x = _as_float32(raw_x, where, f"array '{x_key}'")
+    y = _as_float32(raw_y, where, f"array '{y_key}'")
+    _check_counts(x, y, f"array '{x_key}'", f"array '{y_key}'", where)
+    return LoadedData(x, y, where, where, f"array '{y_key}', index {{index}}")
+
+
+def load_npy_pair(features, labels) -> LoadedData:
+    """Read features from one ``.npy`` file and labels from another.
+
+    Example:
+        >>> load_npy_pair("x.npy", "y.npy").y.shape                  # doctest: +SKIP
+        (100,)
+    """
+    fpath, lpath = _existing_file(features), _existing_file(labels)
+    x = _as_float32(_npy_array(fpath), str(fpath), "features")
+    y = _as_float32(_npy_array(lpath), str(lpath), "labels")
+    _check_counts(x, y, str(fpath), str(lpath))
+    return LoadedData(x, y, f"{fpath} + {lpath}", str(lpath), "index {index}")
+
+
+# ----------------------------------------------------------------------------- IDX (MNIST)
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (the MNIST format), raw or gzip-compressed, as a numpy array.
+
+    Example:
+        >>> read_idx("train-labels-idx1-ubyte.gz").shape            # doctest: +SKIP
+        (60000,)
+    """
+    path = _existing_file(path)
+    where = str(path)
+    raw = path.read_bytes()
+    if raw[:2] == _GZIP_MAGIC or path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(f"not readable gzip data: {err}", where) from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"not an IDX file: expected the magic bytes 00 00 <type code> <ndim>, found "
+                        f"{raw[:4].hex(' ') or 'nothing'} (type codes: "
+                        f"{', '.join(f'{c:02x}' for c in _IDX_DTYPES)}; ndim at least 1)", where)
+    ndim = raw[3]
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise DataError(f"truncated header: {ndim} dimensions need {offset} bytes, found {len(raw)}", where)
+    dims = struct.unpack(f">{ndim}I", raw[4:offset])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    found = len(raw) - offset
+    if found != expected:
+        kind = "truncated data" if found < expected else "extra data"
+        raise DataError(f"{kind}: dims {dims} of {dtype.name} need {expected} bytes after the "
+                        f"{offset}-byte header, found {found}", where)
+    return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims)
+
+
+def _guess_idx_labels(images: Path) -> Path:
+    """``train-images-idx3-ubyte.gz`` -> ``train-labels-idx1-ubyte.gz`` (when it exists)."""
+    name = images.name.replace("images", "labels").replace("idx3", "idx1")
+    guess = images.with_name(name)
+    if guess == images or not guess.is_file():
+        raise DataError("an IDX images file needs its labels file: give `labels:` "
+                        f"(looked for {guess.name} beside it)", str(images))
+    return guess
+
+
+def load_idx(images, labels=None) -> LoadedData:
+    """Read an IDX images file and its IDX labels file (found beside it when not given).
+
+    Images keep their shape, ``(n, rows, cols)`` for MNIST.
+
+    Example:
+        >>> load_idx("train-images-idx3-ubyte.gz").x.shape          # doctest: +SKIP
+        (60000, 28, 28)
+    """
+    ipath = _existing_file(images)
+    lpath = _guess_idx_labels(ipath) if labels is None else _existing_file(labels)
+    x = _as_float32(read_idx(ipath), str(ipath), "images")
+    y = _as_float32(read_idx(lpath), str(lpath), "labels")
+    if y.ndim != 1:
+        raise DataError(f"labels: expected 1 dimension (one label per image), found dims {y.shape}", str(lpath))
+    _check_counts(x, y, str(ipath), str(lpath))
+    return LoadedData(x, y, f"{ipath} + {lpath}", str(lpath), "label {index}")
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def _existing_file(path) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError("is a directory; expected a data file", str(path))
+    if not path.is_file():
+        raise DataError("no such file", str(path))
+    return path
+
+
+def file_kind(path) -> str | None:
+    """``'csv'``, ``'npz'``, ``'npy'``, ``'idx'`` from a file name, or ``None`` when unknown."""
+    name = Path(path).name.lower()
+    if _IDX_NAME.search(name):
+        return "idx"
+    for kind in ("csv", "npz", "npy"):
+        if name.endswith("." + kind):
+            return kind
+    return None
+
+
+def _kind_or_raise(path) -> str:
+    kind = file_kind(path)
+    if kind is None:
+        raise DataError(f"unknown data file type '{Path(path).suffix}'; expected .csv, .npz, .npy, "
+                        "or an IDX file (*-idx3-ubyte, *.idx, optionally .gz)", str(path))
+    return kind
+
+
+def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y") -> LoadedData:
+    """Read features and labels from a data file, choosing the reader by the file name.
+
+    Args:
+        path: a ``.csv`` (with header), ``.npz``, ``.npy`` (features) or IDX file.
+        labels: the labels file for a ``.npy`` or IDX features file.
+        target: the CSV target column (default the last column).
+        x_key, y_key: the array names inside an ``.npz`` archive.
+
+    Example:
+        >>> data = load_file("iris.csv", target="label")             # doctest: +SKIP
+        >>> data.x.shape, data.y.shape
+        ((150, 4), (150,))
+    """
+    kind = _kind_or_raise(path)
+    if target is not None and kind != "csv":
+        raise DataError(f"`target` names a CSV column, but this is a .{kind} file", str(path))
+    if labels is not None and kind in ("csv", "npz"):
+        raise DataError(f"a .{kind} file holds its own labels; `labels` is for .npy and IDX files", str(path))
+    if kind == "csv":
+        x, y, names, target_name, t = _load_csv(path, target)
+        return LoadedData(x, y, str(path), str(path), f"row {{row}}, column {t + 1} ('{target_name}')",
+                          names, target_name)
+    if kind == "npz":
+        return load_npz(path, x_key, y_key)
+    if kind == "npy":
+        if labels is None:
+            raise DataError("a .npy features file needs `labels`: the path of the labels .npy file", str(path))
+        return load_npy_pair(path, labels)
+    return load_idx(path, labels)
+
+
+def load_inputs(path, *, feature_names=None, x_key: str = "x") -> np.ndarray:
+    """Read inputs to predict on (no labels needed), as float32 ``(n, ...)``.
+
+    Args:
+        path: a ``.csv`` with header, ``.npz``, ``.npy`` or IDX images file.
+        feature_names: for a CSV, the columns to take, in this order (others, such as the
+            target, are left out); default every column.
+        x_key: the array name inside an ``.npz`` archive.
+
+    Example:
+        >>> load_inputs("new.csv", feature_names=["a", "b"]).shape    # doctest: +SKIP
+        (10, 2)
+    """
+    kind = _kind_or_raise(path)
+    path = _existing_file(path)
+    where = str(path)
+    if kind == "csv":
+        header, table = _read_csv_table(path, min_columns=1)
+        if feature_names is None:
+            return table
+        columns = [_column_index(header, name, where) for name in feature_names]
+        return table if columns == list(range(len(header))) else table[:, columns]
+    if kind == "idx":
+        return _as_float32(read_idx(path), where, "images")
+    array = _npz_arrays(path, (x_key,))[0] if kind == "npz" else _npy_array(path)
+    return _as_float32(array, where, "inputs")
