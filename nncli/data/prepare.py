@@ -136,7 +136,7 @@ def _split_sizes(n: int, validation_split: float, test_split: float, source_desc
     if n_train < 1 or (validation_split > 0 and n_val < 1) or (test_split > 0 and n_test < 1):
         raise DataError(f"{source_desc} has {n} samples; validation_split={validation_split} and "
                         f"test_split={test_split} give train {n_train}, validation {n_val}, test {n_test}; "
-                        "every part needs at least 1 sample")
+                        "training and each held-out part asked for need at least 1 sample")
     return n_val, n_test
 
 
@@ -149,9 +149,8 @@ def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise,
         return x, y, f"built-in set '{source}'", lambda i: f"built-in set '{source}', sample {i}", None
     path = Path(base_dir) / Path(str(source)).expanduser()
     if not path.exists() and file_kind(path) is None:
-        raise DataError(f"data.source '{source}' is neither a built-in set nor an existing file."
-                        f"{did_you_mean(source, BUILTIN_SETS)} Built-in sets: {', '.join(BUILTIN_SETS)}",
-                        str(path))
+        raise DataError(f"data.source '{source}' is neither a built-in set nor an existing file (looked "
+                        f"for {path}).{did_you_mean(source, BUILTIN_SETS)} Built-in sets: {', '.join(BUILTIN_SETS)}")
     for name, value in (("samples", samples), ("noise", noise)):
         if value is not None:
             raise DataError(f"data.{name} applies to generated built-in sets only, not to files", str(path))
