@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data.loaders import did_you_mean, load_csv
+from nncli.data.loaders import did_you_mean, is_number, is_positive_int, load_csv
 from nncli.errors import DataError
 
 _FILES = Path(__file__).resolve().parent / "files"
@@ -98,9 +98,9 @@ def load_builtin(name: str, *, seed: int = 0, samples: int | None = None, noise:
     default_samples, default_noise = _GENERATED_DEFAULTS[name]
     samples = default_samples if samples is None else samples
     noise = default_noise if noise is None else noise
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+    if not is_positive_int(samples):
         raise DataError(f"data.samples for '{name}' must be a positive integer, found {samples!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating)) or not 0 <= noise < np.inf:
+    if not is_number(noise) or not 0 <= noise < np.inf:
         raise DataError(f"data.noise for '{name}' must be a number >= 0, found {noise!r}")
     rng = np.random.default_rng(seed)
     x, y = _GENERATORS[name](rng, int(samples), float(noise))

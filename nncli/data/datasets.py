@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nncli.data.loaders import is_positive_int
+
 
 class NDArrayDataset:
     """Iterate over ``(inputs, trues)`` mini-batches of in-memory arrays.
@@ -37,7 +39,7 @@ class NDArrayDataset:
                 found = "a scalar" if tests.ndim == 0 else f"{tests.shape[0]} (shape {tests.shape})"
                 raise ValueError(f"inputs and tests must have the same number of samples: inputs has "
                                  f"{inputs.shape[0]} (shape {inputs.shape}), tests has {found}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if not is_positive_int(batch_size):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.inputs = inputs
         self.tests = tests

@@ -48,6 +48,16 @@ class LoadedData:
         return f"{self.label_file}: " + self.label_at.format(index=index, row=index + 2)
 
 
+def is_positive_int(value) -> bool:
+    """True for 1, 2, ... (numpy integers too), False for bools, floats and anything else."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def is_number(value) -> bool:
+    """True for real numbers (numpy ones too), False for bools and anything else."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def did_you_mean(word: str, choices) -> str:
     """`` Did you mean 'x'?`` when a close match exists, else an empty string."""
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
@@ -81,10 +91,12 @@ def _read_csv_table(path: Path, min_columns: int = 2) -> tuple[list[str], np.nda
         raise DataError(
             f"the header has {ncols} column ({rows[0][0]!r}); expected comma-separated "
             "feature columns and a target column", where)
+    first: dict[str, int] = {}
     for col, name in enumerate(header):
-        if header.index(name) != col:
-            raise DataError(f"columns {header.index(name) + 1} and {col + 1} are both named '{name}'; "
+        if name in first:
+            raise DataError(f"columns {first[name] + 1} and {col + 1} are both named '{name}'; "
                             "column names must be unique", where)
+        first[name] = col
     if not body:
         raise DataError("no data rows after the header (line 1)", where)
     lengths = np.fromiter(map(len, body), dtype=np.intp, count=len(body))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
-from nncli.data.loaders import did_you_mean, file_kind, load_file
+from nncli.data.loaders import did_you_mean, file_kind, is_number, is_positive_int, load_file
 from nncli.errors import DataError
 
 NORMALIZE_KINDS = ("none", "standard", "minmax")
@@ -129,7 +129,7 @@ def _check_labels(y: np.ndarray, num_classes: int, where, source_desc: str) -> n
 
 def _split_sizes(n: int, validation_split: float, test_split: float, source_desc: str) -> tuple[int, int]:
     for name, value in (("validation_split", validation_split), ("test_split", test_split)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        if not is_number(value) or not 0 <= value < 1:
             raise DataError(f"data.{name} must be a fraction in [0, 1), found {value!r}")
     n_val, n_test = round(n * validation_split), round(n * test_split)
     n_train = n - n_val - n_test
@@ -180,8 +180,7 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
     """
     # Settings fail before any file is read.
     normalizer = Normalizer(normalize)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                    or num_classes < 1):
+    if num_classes is not None and not is_positive_int(num_classes):
         raise DataError(f"num_classes must be a positive integer, found {num_classes!r}")
     x, y, desc, where, names = _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed)
     if x.ndim == 1:
