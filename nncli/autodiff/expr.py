@@ -1,0 +1,474 @@
+"""A safe parser for the small expression language of ``nncli grad``.
+
+The text is parsed with ``ast.parse(mode="eval")`` and the syntax tree is walked against a
+whitelist; nothing is ever handed to ``eval``. What is allowed: int and float numbers, variable
+names, ``+ - * / ** @``, unary ``-`` and ``+``, parentheses, list literals (for ``concat`` and
+``stack``), and calls of the ops in ``ALLOWED_OPS`` with positional arguments and constant keyword
+arguments (``axis=0``, ``axis=(0, 1)``, ``keepdims=True``). Anything else raises ``ExpressionError``
+with the column, the expression and a caret under the offending spot.
+
+Nothing is constant-folded: ``2 ** 100000`` becomes one ``ad.pow`` call on float numbers, so the
+parser never does unbounded work. Its own work is bounded by ``MAX_LENGTH``, ``MAX_NODES`` and
+``MAX_DEPTH``.
+
+    >>> expr = parse("square(a*b + c)")
+    >>> expr.names
+    ('a', 'b', 'c')
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from nncli.errors import ExpressionError
+
+ALLOWED_OPS: tuple[str, ...] = (
+    "abs", "add", "cast", "clip", "concat", "cos", "div", "exp", "log", "log_softmax", "logsumexp",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg", "one_hot", "pow", "relu",
+    "reshape", "sigmoid", "sin", "softmax", "softplus", "split", "sqrt", "square", "stack",
+    "stop_gradient", "sub", "sum", "tanh", "transpose", "where",
+)
+MAX_LENGTH = 10_000  # characters, checked before parsing
+MAX_NODES = 2_000  # Python syntax-tree nodes
+MAX_DEPTH = 100  # nesting levels of the expression tree
+MAX_VALUE_LENGTH = 100_000  # characters of one --at value
+MAX_ELEMENTS = 1_000_000  # elements of one --at value (randn(1000, 1000) at most)
+MAX_VALUE_DIMS = 32
+RANDOM_VALUES = ("randn", "rand", "zeros", "ones")
+DTYPE_NAMES = ("float16", "float32", "float64", "int32", "int64", "bool")  # for cast(x, dtype="...")
+
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
+           ast.MatMult: "matmul"}
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "matmul": "@"}
+_ALLOWED_TEXT = ("numbers, variable names, + - * / ** @, unary - and +, parentheses, [lists], and "
+                 "calls of: " + ", ".join(ALLOWED_OPS))
+
+# Names of syntax the user may have tried, for "X is not allowed" messages.
+_KIND_NAMES = {
+    ast.Attribute: "attribute access", ast.Subscript: "indexing", ast.Lambda: "a lambda",
+    ast.ListComp: "a comprehension", ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a generator expression", ast.JoinedStr: "an f-string", ast.Starred: "*unpacking",
+    ast.Dict: "a dict", ast.Set: "a set", ast.NamedExpr: "an assignment (:=)", ast.Compare: "a comparison",
+    ast.BoolOp: "a boolean operator (and/or)", ast.IfExp: "a conditional (if/else)", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield", ast.Slice: "a slice", ast.FormattedValue: "an f-string",
+}
+
+
+# The parsed tree: small immutable nodes; ``col`` is a 0-based character column in the text.
+@dataclass(frozen=True)
+class Num:
+    value: int | float
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class ListOf:
+    items: tuple[Node, ...]
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """An op call; binary operators and unary minus become calls of add, sub, ..., neg."""
+
+    op: str
+    args: tuple[Node, ...]
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    col: int = 0
+
+
+Node = Union[Num, Var, ListOf, Call]
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed expression: the source text, its tree and its free variable names in order of use."""
+
+    text: str
+    tree: Node
+    names: tuple[str, ...]
+
+
+def parse(text: str) -> Expression:
+    """Parse ``text`` against the whitelist.
+
+    Args:
+        text: the expression, e.g. ``"sum(exp(x) * w, axis=0)"``.
+    Returns:
+        an ``Expression`` with the tree and the free variable names.
+    Raises:
+        ExpressionError: on anything outside the whitelist or beyond the size bounds.
+
+    >>> parse("a*b").tree
+    Call(op='mul', args=(Var(name='a', col=0), Var(name='b', col=2)), kwargs=(), col=0)
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"expected the expression as text, found {type(text).__name__}")
+    text = text.strip()
+    if not text:
+        raise ExpressionError("the expression is empty")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression has {len(text)} characters; at most {MAX_LENGTH} are allowed")
+    try:
+        module = ast.parse(text, mode="eval")
+    except SyntaxError as err:  # also ValueError-like parser limits that Python reports as SyntaxError
+        col = max((err.offset or 1) - 1, 0) if (err.lineno or 1) == 1 else None
+        msg = err.msg if err.msg.startswith("invalid syntax") else f"invalid syntax: {err.msg}"
+        raise _error(text, msg, col, line=err.lineno) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError(f"the expression is too deeply nested or too large to parse:\n  {text[:80]}") from None
+    count = sum(1 for _ in ast.walk(module))  # ast.walk is iterative, safe on deep trees
+    if count > MAX_NODES:
+        raise ExpressionError(f"the expression has {count} syntax nodes; at most {MAX_NODES} are allowed")
+    names: dict[str, None] = {}
+    tree = _Converter(text, names).node(module.body, 0)
+    return Expression(text, tree, tuple(names))
+
+
+def evaluate(expr: Expression | Node, env: Mapping[str, Any], dtype: Any = None) -> Any:
+    """Evaluate a parsed expression by calling ``nncli.autodiff`` ops on the values in ``env``.
+
+    Args:
+        expr: an ``Expression`` (or its tree).
+        env: variable name -> ``ad.Variable``/``ad.Tensor``/array.
+        dtype: the dtype of number literals that start a calculation (``2 * a``, ``exp(1)``);
+            default: the dtype of the first floating tensor in ``env``, else float32.
+    Returns:
+        the result of the outermost op (an ``ad.Tensor``, or the value of a lone variable).
+    Raises:
+        ExpressionError: a missing variable, or an op that rejects its arguments (shapes, axes).
+
+    >>> import nncli.autodiff as ad
+    >>> float(evaluate(parse("a*b"), {"a": ad.Variable(2.0), "b": ad.Variable(3.0)}).numpy())
+    6.0
+    """
+    text = expr.text if isinstance(expr, Expression) else None
+    tree = expr.tree if isinstance(expr, Expression) else expr
+    if dtype is None:
+        dtypes = (np.dtype(getattr(v, "dtype", None) or "O") for v in env.values())
+        dtype = next((d for d in dtypes if d.kind == "f"), np.dtype(np.float32))
+    return _Evaluator(_op_table(), env, text, np.dtype(dtype)).run(tree)
+
+
+def parse_value(text: str, name: str = "value", *, seed: int = 0) -> np.ndarray:
+    """Parse the VALUE of ``--at NAME=VALUE`` into a float64 array.
+
+    Args:
+        text: a number (``2``, ``-1.5e-3``), a rectangular nested list (``[[1, 2], [3, 4]]``), or a
+            seeded shape ``randn(3, 4)`` (standard normal), ``rand(2)`` (uniform [0, 1)),
+            ``zeros(2, 2)``, ``ones(3)``; at most ``MAX_ELEMENTS`` elements.
+        name: the variable, named in error messages and mixed into the random seed.
+        seed: the base seed for ``randn``/``rand``; the same name and seed give the same values.
+    Raises:
+        ExpressionError: naming the variable and what was expected.
+
+    >>> parse_value("[[1, 2], [3, 4]]", "w").shape
+    (2, 2)
+    """
+    where = f"--at {name}"
+    expected = ("expected a number, a nested list of numbers like [[1, 2], [3, 4]], "
+                f"or a shape like randn(3, 4) ({', '.join(RANDOM_VALUES)})")
+    text = text.strip() if isinstance(text, str) else ""
+    if not text:
+        raise ExpressionError(f"the value is empty; {expected}", where=where)
+    if len(text) > MAX_VALUE_LENGTH:
+        raise ExpressionError(f"the value has {len(text)} characters; at most {MAX_VALUE_LENGTH}", where=where)
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise ExpressionError(f"cannot read {_short(text)!r}; {expected}", where=where) from None
+    if isinstance(node, ast.Call):
+        return _random_value(node, where, name, seed, text)
+    return np.array(_nested_numbers(node, (), where, expected), dtype=np.float64)
+
+
+def parse_bindings(items: Iterable[str], *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Parse ``NAME=VALUE`` strings (the ``--at`` options) into a name -> float64 array dict.
+
+    >>> parse_bindings(["a=2", "b=[1, 2]"])["b"]
+    array([1., 2.])
+    """
+    values: dict[str, np.ndarray] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier() or name.startswith("__") or name in ALLOWED_OPS:
+            raise ExpressionError(f"expected NAME=VALUE with NAME a variable of the expression, found {item!r}",
+                                  where="--at")
+        if name in values:
+            raise ExpressionError(f"'{name}' is given twice", where="--at")
+        values[name] = parse_value(value, name, seed=seed)
+    return values
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return f"the name '{node.id}'"
+    if isinstance(node, ast.Constant):
+        kinds = {str: "a string", bytes: "bytes", complex: "a complex number"}
+        return kinds.get(type(node.value), repr(node.value))
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+        return "arithmetic (write the number itself)"
+    return _KIND_NAMES.get(type(node), type(node).__name__)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(node: ast.AST) -> float | None:
+    """The float value of a number literal, optionally signed; None for anything else."""
+    sign = 1.0
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign, node = (-1.0 if isinstance(node.op, ast.USub) else 1.0), node.operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        try:
+            return sign * float(node.value)
+        except OverflowError:
+            return None
+    return None
+
+
+def _nested_numbers(node: ast.AST, path: tuple[int, ...], where: str, expected: str) -> Any:
+    """A number, or a rectangular nested list of numbers, read from a list/tuple literal."""
+    at = "".join(f"[{i}]" for i in path)
+    value = _number(node)
+    if value is not None:
+        return value
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        raise ExpressionError(f"{expected}; found {_describe(node)} at {at or 'the top'}", where=where)
+    if len(path) >= MAX_VALUE_DIMS:
+        raise ExpressionError(f"more than {MAX_VALUE_DIMS} nested lists", where=where)
+    if not node.elts:
+        raise ExpressionError(f"an empty list at {at or 'the top'}; every dimension needs at least 1 element",
+                              where=where)
+    rows = [_nested_numbers(item, path + (i,), where, expected) for i, item in enumerate(node.elts)]
+    shapes = [np.shape(row) for row in rows]
+    for i, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ExpressionError(f"the list is not rectangular: {at}[{i}] has shape {shape} but {at}[0] has "
+                                  f"shape {shapes[0]}", where=where)
+    return rows
+
+
+def _random_value(node: ast.Call, where: str, name: str, seed: int, text: str) -> np.ndarray:
+    """``randn(3, 4)`` and friends: a bounded, seeded array."""
+    kind = node.func.id if isinstance(node.func, ast.Name) else None
+    if kind not in RANDOM_VALUES or node.keywords:
+        raise ExpressionError(f"{_short(text)!r} is not a value; expected one of "
+                              f"{', '.join(k + '(3, 4)' for k in RANDOM_VALUES)}", where=where)
+    dims = []
+    for arg in node.args:
+        if not (isinstance(arg, ast.Constant) and type(arg.value) is int and arg.value >= 1):
+            raise ExpressionError(f"the sizes of {kind}(...) must be whole numbers >= 1, found "
+                                  f"{ast.get_source_segment(text, arg)!r}", where=where)
+        dims.append(arg.value)
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise ExpressionError(f"{kind}{tuple(dims)} has {math.prod(dims):,} elements; at most {MAX_ELEMENTS:,} "
+                              "are allowed", where=where)
+    if kind in ("zeros", "ones"):
+        return np.full(dims, 0.0 if kind == "zeros" else 1.0)
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8", errors="replace"))])
+    return rng.standard_normal(dims) if kind == "randn" else rng.random(dims)
+
+
+_OPS: dict[str, Any] = {}
+
+
+def _op_table() -> dict[str, Any]:
+    """The fixed name -> function table, built from ALLOWED_OPS on first use."""
+    if not _OPS:
+        import nncli.autodiff as ad
+
+        _OPS.update({name: getattr(ad, name) for name in ALLOWED_OPS})
+        _OPS["_as_tensor"] = ad.as_tensor
+    return _OPS
+
+
+class _Converter:
+    """Walks a Python syntax tree and builds our nodes, rejecting anything not whitelisted."""
+
+    def __init__(self, text: str, names: dict[str, None]):
+        self.text, self.names = text, names
+        self.lines = text.split("\n")
+
+    def col(self, node: ast.AST, end: bool = False) -> int:
+        """Character offset of ``node``'s start (or end) in the text; ast gives UTF-8 byte columns."""
+        lineno, offset = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)
+        line = self.lines[lineno - 1]
+        col = len(line.encode("utf-8")[:offset].decode("utf-8", errors="replace"))
+        return sum(len(ln) + 1 for ln in self.lines[: lineno - 1]) + col
+
+    def fail(self, node: ast.AST, what: str) -> ExpressionError:
+        col = self.col(node)
+        if isinstance(node, ast.Attribute):  # point at ".name", not at the start of the object
+            col = self.col(node, end=True) - len(node.attr) - 1
+        return _error(self.text, what, col)
+
+    def node(self, node: ast.AST, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"the expression is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, ast.Constant):
+            return Num(self.number(node), self.col(node))
+        if isinstance(node, ast.Name):
+            return Var(self.name(node), self.col(node))
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                raise self.fail(node, f"the operator {_op_symbol(node.op)} is not allowed")
+            args = (self.node(node.left, depth + 1), self.node(node.right, depth + 1))
+            gap = self.text.find(_SYMBOLS[op], self.col(node.left, end=True), self.col(node.right))
+            return Call(op, args, (), gap if gap >= 0 else self.col(node))  # col: the operator symbol
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                raise self.fail(node, f"the operator {_op_symbol(node.op)} is not allowed")
+            operand = self.node(node.operand, depth + 1)
+            if isinstance(node.op, ast.UAdd):
+                return operand
+            if isinstance(operand, Num):  # a negative literal, kept as a number (axis=-1, reshape(x, -1))
+                return Num(-operand.value, self.col(node))
+            return Call("neg", (operand,), (), self.col(node))
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return ListOf(tuple(self.node(item, depth + 1) for item in node.elts), self.col(node))
+        if isinstance(node, ast.Call):
+            return self.call(node, depth)
+        raise self.fail(node, f"{_KIND_NAMES.get(type(node), type(node).__name__)} is not allowed")
+
+    def number(self, node: ast.Constant) -> int | float:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            found = {str: "a string", bytes: "bytes", complex: "a complex number", bool: str(value),
+                     type(None): "None", type(...): "..."}.get(type(value), type(value).__name__)
+            raise self.fail(node, f"{found} is not allowed here; expected a number")
+        if isinstance(value, int) and abs(value) > 2**53:  # beyond exact floats: keep as a float
+            try:
+                return float(value)
+            except OverflowError:
+                raise self.fail(node, "this number is too large") from None
+        return value
+
+    def name(self, node: ast.Name) -> str:
+        if node.id.startswith("__") or node.id.endswith("__"):
+            raise self.fail(node, f"the name '{node.id}' is not allowed (no dunder names)")
+        if node.id in ALLOWED_OPS:
+            raise self.fail(node, f"'{node.id}' is an op, not a variable; call it, e.g. {node.id}(x)")
+        self.names.setdefault(node.id, None)
+        return node.id
+
+    def call(self, node: ast.Call, depth: int) -> Call:
+        func = node.func
+        if not isinstance(func, ast.Name):
+            what = _KIND_NAMES.get(type(func), "the result of a call" if isinstance(func, ast.Call) else "that")
+            if isinstance(func, ast.Attribute):
+                what += f" (.{func.attr})"
+            raise self.fail(func, f"only ops can be called, by their bare name; found a call of {what}")
+        if func.id not in ALLOWED_OPS:
+            raise self.fail(func, f"the function '{func.id}' is not allowed")
+        args = tuple(self.node(arg, depth + 1) for arg in node.args)
+        kwargs = []
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.fail(kw.value, "**unpacking is not allowed")
+            if kw.arg.startswith("_"):
+                raise self.fail(kw.value, f"the keyword '{kw.arg}' is not allowed")
+            kwargs.append((kw.arg, self.keyword_value(kw.arg, kw.value)))
+        return Call(func.id, args, tuple(kwargs), self.col(node))
+
+    def keyword_value(self, key: str, node: ast.AST) -> Any:
+        """A constant keyword value: a number, True/False/None, a tuple/list of ints, a dtype name."""
+        if isinstance(node, ast.Constant):
+            if node.value is None or isinstance(node.value, bool):
+                return node.value
+            if key == "dtype" and node.value in DTYPE_NAMES:
+                return node.value
+            if isinstance(node.value, str):
+                raise self.fail(node, f"a string is not allowed here (only dtype= takes one of {', '.join(DTYPE_NAMES)})")
+        if isinstance(node, (ast.Tuple, ast.List)):
+            items = tuple(self.keyword_value(key, item) for item in node.elts)
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+                raise self.fail(node, f"the keyword '{key}' takes a tuple of integers here")
+            return items
+        sign = 1
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            sign, node = (-1 if isinstance(node.op, ast.USub) else 1), node.operand
+        if not isinstance(node, ast.Constant):
+            raise self.fail(node, f"the keyword '{key}' takes a constant (number, True/False, tuple of ints)")
+        return sign * self.number(node)
+
+
+class _Evaluator:
+    """Walks our tree, calling the ops; reports op failures with the column of the call."""
+
+    def __init__(self, ops: dict[str, Any], env: Mapping[str, Any], text: str | None, dtype: np.dtype):
+        self.ops, self.env, self.text, self.dtype = ops, env, text, dtype
+        self.as_tensor = ops["_as_tensor"]
+
+    def run(self, node: Node) -> Any:
+        if isinstance(node, Num):
+            return node.value
+        if isinstance(node, Var):
+            if node.name not in self.env:
+                raise self.error(node, f"no value for the variable '{node.name}'")
+            return self.env[node.name]
+        if isinstance(node, ListOf):
+            return [self.run(item) for item in node.items]
+        args = [self.arg(node, i, a) for i, a in enumerate(node.args)]
+        try:
+            return self.ops[node.op](*args, **dict(node.kwargs))
+        except (TypeError, ValueError, IndexError, ArithmeticError) as err:
+            name = _SYMBOLS.get(node.op, node.op)
+            raise self.error(node, f"{name} failed: {err}") from err
+
+    def arg(self, call: Call, i: int, node: Node) -> Any:
+        """A number that starts a calculation becomes a tensor of the chosen dtype; a number that
+        is an arithmetic operand becomes a float (so ``2 ** 1000`` is never a huge Python int);
+        other numbers (axes, shapes, depths, bounds) are passed as written."""
+        if not isinstance(node, Num):
+            return self.run(node)
+        if i == 0:
+            return self.as_tensor(float(node.value), self.dtype)
+        return float(node.value) if call.op in _SYMBOLS else node.value
+
+    def error(self, node: Node, what: str) -> ExpressionError:
+        if self.text is None:
+            return ExpressionError(what)
+        return _error(self.text, what, node.col)
+
+
+def _op_symbol(op: ast.AST) -> str:
+    symbols = {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+               ast.BitXor: "^", ast.BitAnd: "&", ast.Not: "not", ast.Invert: "~"}
+    return symbols.get(type(op), type(op).__name__)
+
+
+def _error(text: str, what: str, col: int | None, line: int | None = None) -> ExpressionError:
+    """An ExpressionError that echoes the expression with a caret under character ``col``."""
+    if col is None:
+        return ExpressionError(f"{what}\n  {text}\nAllowed: {_ALLOWED_TEXT}", where=f"line {line}")
+    lines = text.split("\n")
+    row, start = 0, 0
+    while row < len(lines) - 1 and col > start + len(lines[row]):
+        start += len(lines[row]) + 1
+        row += 1
+    inner = min(col - start, len(lines[row]))
+    where = f"column {inner + 1}" if len(lines) == 1 else f"line {row + 1}, column {inner + 1}"
+    shown, left = lines[row], 0
+    if len(shown) > 100:  # show a window around the spot, not a 10,000-character line
+        left = max(inner - 50, 0)
+        shown = ("..." if left else "") + shown[left : left + 100] + ("..." if left + 100 < len(shown) else "")
+        left -= 3 if left else 0
+    caret = " " * (inner - left) + "^"
+    return ExpressionError(f"{what}\n  {shown}\n  {caret}\nAllowed: {_ALLOWED_TEXT}", where=where)
