@@ -16,7 +16,7 @@ import numpy as np
 
 from nncli.autodiff.ops import Primitive
 from nncli.autodiff.tape import STATE, apply
-from nncli.autodiff.tensor import Tensor, Variable
+from nncli.autodiff.tensor import _TRACE_HOOK, Tensor, Variable
 
 
 class Assign(Primitive):
@@ -46,6 +46,9 @@ def record_assign(var: Variable, value, mode: str) -> None:
         trace.add(Assign, (value,), (var, mode), None)
 
 
+_TRACE_HOOK.append(record_assign)
+
+
 class Trace:
     """The steps recorded while a Function traces: ``(op, inputs, attrs, out)``."""
 
@@ -61,20 +64,23 @@ def _key(value):
     """Hashable description of one argument: tensors by shape and dtype, the rest by value."""
     if isinstance(value, Variable):
         return ("V", id(value))
-    if isinstance(value, Tensor | np.ndarray):
+    if isinstance(value, Tensor):
         return ("T", value.shape, value.dtype.str)
+    if isinstance(value, np.ndarray | np.generic):  # becomes a tensor; float64 arrays as float32
+        dtype = np.float32 if value.dtype == np.float64 else value.dtype
+        return ("T", np.shape(value), np.dtype(dtype).str)
     if isinstance(value, list | tuple):
         return (type(value).__name__, tuple(_key(v) for v in value))
     if isinstance(value, dict):
         return ("dict", tuple((k, _key(v)) for k, v in sorted(value.items())))
-    if value is None or isinstance(value, bool | int | float | str | np.generic):
+    if value is None or isinstance(value, bool | int | float | str):
         return ("P", type(value).__name__, value)
     return ("O", id(value))  # other objects (a model, an optimizer) by identity
 
 
 def _leaves(value, out):
     """The tensor-like leaves of the arguments, in a fixed order."""
-    if isinstance(value, Tensor | np.ndarray):
+    if isinstance(value, Tensor | np.ndarray | np.generic):
         out.append(value)
     elif isinstance(value, list | tuple):
         for v in value:
@@ -88,6 +94,7 @@ def _leaves(value, out):
 def _to_tensor(value):
     if isinstance(value, Tensor):
         return value
+    value = np.asarray(value)
     if value.dtype == np.float64:
         return Tensor._make(value.astype(np.float32))
     view = value.view()
@@ -97,7 +104,7 @@ def _to_tensor(value):
 
 def _substitute(value, tensors):
     """The arguments with each tensor-like leaf replaced by the next of ``tensors``."""
-    if isinstance(value, Tensor | np.ndarray):
+    if isinstance(value, Tensor | np.ndarray | np.generic):
         return next(tensors)
     if isinstance(value, list | tuple):
         items = [_substitute(v, tensors) for v in value]

@@ -202,7 +202,7 @@ class GradientTape:
         finally:
             self._recording = was_recording
             if not self.persistent:
-                self._nodes, self._tracked, self._watched = [], set(), []
+                self._nodes, self._tracked = [], set()  # free the graph
         results = []
         for s, g in zip(flat, grads):
             if g is None and unconnected_gradients == "zero":

@@ -12,8 +12,10 @@ import numpy as np
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 
-# Set by ops.py: the differentiable functions the Python operators call.
+# Set by functional.py: the differentiable functions the Python operators call.
 _OPERATORS: dict = {}
+# Set by function.py: records Variable assignments while an ad.Function traces.
+_TRACE_HOOK: list = []
 
 
 def to_array(value, dtype=None) -> np.ndarray:
@@ -175,27 +177,24 @@ class Variable(Tensor):
 
     def assign(self, value) -> Variable:
         """Set the value in place (same shape; cast to the variable's dtype)."""
-        from nncli.autodiff import function  # a traced Function records the assignment
-
-        function.record_assign(self, value, "assign")
+        if _TRACE_HOOK:
+            _TRACE_HOOK[0](self, value, "assign")
         self._data[...] = self._checked(value)
         self._version += 1
         return self
 
     def assign_add(self, value) -> Variable:
         """Add ``value`` in place."""
-        from nncli.autodiff import function
-
-        function.record_assign(self, value, "assign_add")
+        if _TRACE_HOOK:
+            _TRACE_HOOK[0](self, value, "assign_add")
         np.add(self._data, self._checked(value), out=self._data, casting="same_kind")
         self._version += 1
         return self
 
     def assign_sub(self, value) -> Variable:
         """Subtract ``value`` in place."""
-        from nncli.autodiff import function
-
-        function.record_assign(self, value, "assign_sub")
+        if _TRACE_HOOK:
+            _TRACE_HOOK[0](self, value, "assign_sub")
         np.subtract(self._data, self._checked(value), out=self._data, casting="same_kind")
         self._version += 1
         return self
