@@ -124,12 +124,12 @@ class Log(Primitive):
 
 class Sqrt(Primitive):
     forward = staticmethod(lambda attrs, x: (np.sqrt(x), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / (2 * y),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / (y + y),))
 
 
 class Square(Primitive):
     forward = staticmethod(lambda attrs, x: (np.square(x), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (2 * xs[0]),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (xs[0] + xs[0]),))
 
 
 class Abs(Primitive):
@@ -149,21 +149,33 @@ class Cos(Primitive):
 
 class Tanh(Primitive):
     forward = staticmethod(lambda attrs, x: (np.tanh(x), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (1 - y * y),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g - g * y * y,))
+
+
+_HALVES: dict = {}
+
+
+def _half(dtype) -> np.ndarray:
+    """0.5 as a 0-d array of ``dtype``: numpy combines it with arrays faster than a Python float."""
+    half = _HALVES.get(dtype)
+    if half is None:
+        half = _HALVES[dtype] = np.array(0.5, dtype=dtype)
+    return half
 
 
 def _sigmoid(x):
-    # 0.5 * (1 + tanh(x / 2)) never overflows, unlike 1 / (1 + exp(-x)).
-    out = np.multiply(x, 0.5)
+    # 0.5 + 0.5 tanh(x / 2) never overflows, unlike 1 / (1 + exp(-x)).
+    half = _half(x.dtype)
+    out = np.multiply(x, half)
     np.tanh(out, out=out)
-    out += 1
-    out *= 0.5
+    out *= half
+    out += half
     return out
 
 
 class Sigmoid(Primitive):
     forward = staticmethod(lambda attrs, x: (_sigmoid(x), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (y * (1 - y)),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (y - y * y),))
 
 
 class Relu(Primitive):

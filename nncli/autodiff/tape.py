@@ -27,38 +27,24 @@ class _State:
 STATE = _State
 
 
-class Node:
-    """One recorded op application: enough to run its backward rule later."""
-
-    __slots__ = ("op", "inputs", "out", "saved", "attrs", "versions")
-
-    def __init__(self, op, inputs, out, saved, attrs, versions):
-        self.op = op
-        self.inputs = inputs
-        self.out = out
-        self.saved = saved
-        self.attrs = attrs
-        self.versions = versions  # [(variable, version seen)]: Variables change in place
-
-
-def _make(arr) -> Tensor:
-    t = _new(Tensor)
-    t._data = arr if type(arr) is ndarray else np.asarray(arr)  # ufuncs give scalars for 0-d
-    return t
-
-
+# A recorded op application is a tuple (a class instance costs more per op):
+# (op, inputs, out, saved, attrs, versions), where versions lists (variable, version
+# seen) for Variable inputs, which can change in place before backward runs.
 _new = object.__new__
 ndarray = np.ndarray
 
 
 def apply(op, inputs, attrs=None):
     """Run primitive ``op`` forward on tensors ``inputs`` and record it where needed."""
-    if len(inputs) == 1:
+    n = len(inputs)
+    if n == 1:
         data, saved = op.forward(attrs, inputs[0]._data)
+    elif n == 2:
+        data, saved = op.forward(attrs, inputs[0]._data, inputs[1]._data)
     else:
         data, saved = op.forward(attrs, *[t._data for t in inputs])
     out = _new(Tensor)
-    out._data = data if type(data) is ndarray else np.asarray(data)
+    out._data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
     if STATE.tapes:
         _record(op, inputs, out, saved, attrs)
     if STATE.trace is not None:
@@ -76,7 +62,7 @@ def _record(op, inputs, out, saved, attrs):
         for t in inputs:
             if id(t) in tracked:
                 hit = True
-            elif tape._watch_accessed and type(t) is Variable and t.trainable:
+            elif type(t) is Variable and tape._watch_accessed and t.trainable:
                 tape._watch_one(t)
                 hit = True
         if hit:
@@ -85,7 +71,7 @@ def _record(op, inputs, out, saved, attrs):
                 for t in inputs:
                     if type(t) is Variable:
                         versions = [(t, t._version)] if versions is None else versions + [(t, t._version)]
-                node = Node(op, inputs, out, saved, attrs, versions)
+                node = (op, inputs, out, saved, attrs, versions)
             tape._nodes.append(node)
             tracked.add(id(out))
 
@@ -129,7 +115,7 @@ class GradientTape:
     def __init__(self, persistent: bool = False, watch_accessed_variables: bool = True):
         self.persistent = persistent
         self._watch_accessed = watch_accessed_variables
-        self._nodes: list[Node] = []
+        self._nodes: list[tuple] = []
         self._tracked: set[int] = set()
         self._watched: list[Tensor] = []
         self._recording = False
@@ -225,9 +211,9 @@ class GradientTape:
         needed = set(source_ids)
         relevant = []
         for node in self._nodes:
-            needs = [id(t) in needed for t in node.inputs]
+            needs = [id(t) in needed for t in node[1]]
             if True in needs:
-                needed.add(id(node.out))
+                needed.add(id(node[2]))
                 relevant.append((node, needs))
         if id(target) not in needed:
             return [None] * len(sources)
@@ -242,18 +228,17 @@ class GradientTape:
         pop = grads.pop
 
         for node, needs in reversed(relevant):
-            key = id(node.out)
+            op, inputs, out, saved, attrs, versions = node
+            key = id(out)
             g = grads.get(key) if key in source_ids else pop(key, None)
             if g is None:
                 continue
-            if node.versions:
-                _check_versions(node)
-            inputs = node.inputs
+            if versions:
+                _check_versions(op, versions)
             if graph_mode:
-                in_grads = node.op.backward(F, g, inputs, node.out, node.saved, node.attrs, needs)
+                in_grads = op.backward(F, g, inputs, out, saved, attrs, needs)
             else:
-                in_grads = node.op.backward(F, g, [t._data for t in inputs], node.out._data,
-                                            node.saved, node.attrs, needs)
+                in_grads = op.backward(F, g, [t._data for t in inputs], out._data, saved, attrs, needs)
             for t, need, gi in zip(inputs, needs, in_grads):
                 if not need or gi is None:
                     continue
@@ -265,10 +250,10 @@ class GradientTape:
         return [grads.get(id(s)) if id(s) in source_ids else None for s in sources]
 
 
-def _check_versions(node: Node) -> None:
-    for var, version in node.versions:
+def _check_versions(op, versions) -> None:
+    for var, version in versions:
         if var._version != version:
             raise RuntimeError(
                 f"variable {var.name or ''} of shape {var.shape} was modified in place (assign) "
-                f"after {node.op.__name__} used it and before gradient(); its gradient would be "
+                f"after {op.__name__} used it and before gradient(); its gradient would be "
                 "wrong. Compute the gradient before updating it.")
