@@ -1,0 +1,246 @@
+"""Pooling: max/average pools as primitives over strided windows, global pools as reductions.
+
+Channels-last. A pool visits its windows one kernel offset at a time: for a 2x2 pool,
+four strided slices of the padded input, each an elementwise max/add over all windows
+at once (no loop over pixels). Max pooling sends each window's gradient to one winner,
+the first maximum in row-major order, as TensorFlow and PyTorch do; "same" average
+pooling divides by the number of real (unpadded) inputs in each window, as Keras does.
+Each backward is itself a primitive, so gradients of any order and traced Functions work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+import nncli.autodiff as ad
+from nncli.autodiff.ops import NP, Primitive
+from nncli.autodiff.tape import apply
+from nncli.errors import ConfigError
+from nncli.nn.layers.conv import as_pair, padding_and_size
+
+# -- raw numpy kernels: attrs = (pool, strides, pads) -------------------------
+
+
+def _pad(x: np.ndarray, pads, value: float) -> np.ndarray:
+    (top, bottom), (left, right) = pads
+    if not (top or bottom or left or right):
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _windows(padded_hw, pool, strides):
+    """One index per kernel offset: the slice of the padded input it covers in every window."""
+    oh = (padded_hw[0] - pool[0]) // strides[0] + 1
+    ow = (padded_hw[1] - pool[1]) // strides[1] + 1
+    for i in range(pool[0]):
+        for j in range(pool[1]):
+            yield (slice(None), slice(i, i + strides[0] * (oh - 1) + 1, strides[0]),
+                   slice(j, j + strides[1] * (ow - 1) + 1, strides[1]))
+
+
+def _padded_shape(shape, pads):
+    return (shape[0], shape[1] + sum(pads[0]), shape[2] + sum(pads[1]), shape[3])
+
+
+def _crop(xp: np.ndarray, pads) -> np.ndarray:
+    (top, bottom), (left, right) = pads
+    return xp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right, :]
+
+
+def _max_pool(x, pool, strides, pads):
+    xp = _pad(x, pads, -np.inf)
+    out = None
+    for index in _windows(xp.shape[1:3], pool, strides):
+        out = xp[index].copy() if out is None else np.maximum(out, xp[index], out=out)
+    return out
+
+
+def _winners(xp, y, pool, strides):
+    """(index, mask) per offset: where that offset holds its window's first maximum."""
+    taken = np.zeros(y.shape, dtype=bool)
+    for index in _windows(xp.shape[1:3], pool, strides):
+        win = xp[index] == y
+        win &= ~taken
+        taken |= win
+        yield index, win
+
+
+def _max_route(x, y, g, pool, strides, pads):
+    """The max pool's input gradient: each window's ``g`` added at its winner."""
+    xp = _pad(x, pads, -np.inf)
+    dxp = np.zeros(xp.shape, dtype=g.dtype)
+    for index, win in _winners(xp, y, pool, strides):
+        dxp[index] += np.where(win, g, 0)
+    return _crop(dxp, pads)
+
+
+def _max_gather(x, y, h, pool, strides, pads):
+    """The adjoint of ``_max_route`` in ``g``: ``h`` read at each window's winner."""
+    xp, hp = _pad(x, pads, -np.inf), _pad(h, pads, 0)
+    out = np.zeros(y.shape, dtype=h.dtype)
+    for index, win in _winners(xp, y, pool, strides):
+        out += np.where(win, hp[index], 0)
+    return out
+
+
+def _counts(shape, pool, strides, pads, dtype) -> np.ndarray | float:
+    """The number of real inputs in each window: (1, oh, ow, 1), or a scalar without padding."""
+    if not any(pads[0] + pads[1]):
+        return float(pool[0] * pool[1])
+    per_axis = []
+    for n, k, s, (before, after) in zip(shape[1:3], pool, strides, pads):
+        starts = np.arange((n + before + after - k) // s + 1) * s - before
+        per_axis.append(np.minimum(starts + k, n) - np.maximum(starts, 0))
+    return np.multiply.outer(*per_axis).astype(dtype)[None, :, :, None]
+
+
+def _avg_pool(x, pool, strides, pads):
+    xp = _pad(x, pads, 0)
+    out = None
+    for index in _windows(xp.shape[1:3], pool, strides):
+        out = xp[index].copy() if out is None else np.add(out, xp[index], out=out)
+    out /= _counts(x.shape, pool, strides, pads, x.dtype)
+    return out
+
+
+def _avg_spread(g, x_shape, pool, strides, pads):
+    """The average pool's input gradient: each window's share of ``g`` added to its inputs."""
+    share = g / _counts(x_shape, pool, strides, pads, g.dtype)
+    dxp = np.zeros(_padded_shape(x_shape, pads), dtype=g.dtype)
+    for index in _windows(dxp.shape[1:3], pool, strides):
+        dxp[index] += share
+    return _crop(dxp, pads)
+
+
+# -- primitives ------------------------------------------------------------------
+
+
+def _run(F, op, inputs, attrs):
+    """Apply a primitive in a backward rule: on arrays for first order, recorded otherwise."""
+    if F is NP:
+        return op.forward(attrs, *inputs)[0]
+    return apply(op, tuple(inputs), attrs)
+
+
+class MaxPool2DOp(Primitive):
+    """Max over each (ph, pw) window of x (b, h, w, c); attrs (pool, strides, pads)."""
+
+    forward = staticmethod(lambda attrs, x: (_max_pool(x, *attrs), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, saved, attrs, needs):
+        return (_run(F, MaxPoolRoute, (xs[0], y, g), attrs),)
+
+
+class MaxPoolRoute(Primitive):
+    """``(x, y, g) -> dx``: g sent to each window's winner (piecewise constant in x and y)."""
+
+    forward = staticmethod(lambda attrs, x, y, g: (_max_route(x, y, g, *attrs), None))
+
+    @staticmethod
+    def backward(F, h, xs, y, saved, attrs, needs):
+        return None, None, _run(F, MaxPoolGather, (xs[0], xs[1], h), attrs)
+
+
+class MaxPoolGather(Primitive):
+    """``(x, y, h) -> h at the winners``, the adjoint of MaxPoolRoute."""
+
+    forward = staticmethod(lambda attrs, x, y, h: (_max_gather(x, y, h, *attrs), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, saved, attrs, needs):
+        return None, None, _run(F, MaxPoolRoute, (xs[0], xs[1], g), attrs)
+
+
+class AvgPool2DOp(Primitive):
+    """Mean over each window of x (b, h, w, c), padding excluded; attrs (pool, strides, pads)."""
+
+    forward = staticmethod(lambda attrs, x: (_avg_pool(x, *attrs), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, saved, attrs, needs):
+        return (_run(F, AvgPoolSpread, (g,), (xs[0].shape,) + attrs),)
+
+
+class AvgPoolSpread(Primitive):
+    """``g -> dx`` of the average pool (linear); attrs (x_shape, pool, strides, pads)."""
+
+    forward = staticmethod(lambda attrs, g: (_avg_spread(g, *attrs), None))
+
+    @staticmethod
+    def backward(F, h, xs, y, saved, attrs, needs):
+        return (_run(F, AvgPool2DOp, (h,), attrs[1:]),)
+
+
+# -- the differentiable functions ----------------------------------------------
+
+
+def _attrs(x: ad.Tensor, rank: int, pool_size, strides, padding: str, name: str):
+    if x.ndim != rank + 2:
+        raise ValueError(f"{name} takes inputs of rank {rank + 2} (batch, ..., channels), found shape {x.shape}")
+    pool = as_pair(pool_size, "pool_size")
+    strides = pool if strides is None else as_pair(strides, "strides")
+    if padding not in ("valid", "same"):
+        raise ConfigError(f"padding must be 'valid' or 'same', found {padding!r}")
+    pads = tuple(padding_and_size(n, k, s, 1, padding)[0] for n, k, s in zip(x.shape[1:3], pool, strides))
+    return pool, strides, pads
+
+
+def _pool2d(op, x, pool_size, strides, padding, name):
+    x = ad.as_tensor(x)
+    return apply(op, (x,), _attrs(x, 2, pool_size, strides, padding, name))
+
+
+def _pool1d(op, x, pool_size, strides, padding, name):
+    x = ad.as_tensor(x)
+    if x.ndim != 3:
+        raise ValueError(f"{name} takes inputs of rank 3 (batch, steps, channels), found shape {x.shape}")
+    x4 = ad.reshape(x, (x.shape[0], 1) + x.shape[1:])  # a height-1 image
+    attrs = _attrs(x4, 2, (1, pool_size), None if strides is None else (1, strides), padding, name)
+    y = apply(op, (x4,), attrs)
+    return ad.reshape(y, (y.shape[0],) + y.shape[2:])
+
+
+def max_pool2d(x, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
+               padding: str = "valid") -> ad.Tensor:
+    """Max over (ph, pw) windows of NHWC ``x``; ``strides`` default to ``pool_size``.
+
+    Example:
+        >>> max_pool2d(np.arange(16, dtype="f4").reshape(1, 4, 4, 1)).numpy()[0, :, :, 0]
+        array([[ 5.,  7.],
+               [13., 15.]], dtype=float32)
+    """
+    return _pool2d(MaxPool2DOp, x, pool_size, strides, padding, "max_pool2d")
+
+
+def avg_pool2d(x, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
+               padding: str = "valid") -> ad.Tensor:
+    """Mean over (ph, pw) windows of NHWC ``x``; "same" padding is left out of the count.
+
+    Example:
+        >>> avg_pool2d(np.ones((1, 3, 3, 1), "f4"), padding="same").shape
+        (1, 2, 2, 1)
+    """
+    return _pool2d(AvgPool2DOp, x, pool_size, strides, padding, "avg_pool2d")
+
+
+def max_pool1d(x, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> ad.Tensor:
+    """Max over windows of ``pool_size`` steps of ``x`` (batch, steps, channels).
+
+    Example:
+        >>> max_pool1d(np.array([[[1.0], [3.0], [2.0], [0.0]]], "f4")).numpy().ravel()
+        array([3., 2.], dtype=float32)
+    """
+    return _pool1d(MaxPool2DOp, x, pool_size, strides, padding, "max_pool1d")
+
+
+def avg_pool1d(x, pool_size: int = 2, strides: int | None = None, padding: str = "valid") -> ad.Tensor:
+    """Mean over windows of ``pool_size`` steps of ``x`` (batch, steps, channels).
+
+    Example:
+        >>> avg_pool1d(np.array([[[1.0], [3.0], [2.0], [0.0]]], "f4")).numpy().ravel()
+        array([2., 1.], dtype=float32)
+    """
+    return _pool1d(AvgPool2DOp, x, pool_size, strides, padding, "avg_pool1d")
