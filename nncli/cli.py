@@ -108,7 +108,7 @@ def grad(
 # -- rendering helpers -------------------------------------------------------------------------------
 def _num(x: Any) -> str:
     """A number as people write it: 6.0 -> '6', 59.9999999972 -> '60', 1e-20 -> '1e-20'."""
-    return f"{x:.8g}" if isinstance(x, float) or hasattr(x, "dtype") and x.dtype.kind == "f" else str(x)
+    return f"{x:.8g}" if isinstance(x, float) or (hasattr(x, "dtype") and x.dtype.kind == "f") else str(x)
 
 
 def _array(a: np.ndarray) -> str:

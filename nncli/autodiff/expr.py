@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ ALLOWED_OPS: tuple[str, ...] = (
 MAX_LENGTH = 10_000  # characters, checked before parsing
 MAX_NODES = 2_000  # Python syntax-tree nodes
 MAX_DEPTH = 100  # nesting levels of the expression tree
+MAX_RESULT_ELEMENTS = 10**8  # elements of any intermediate result (one_hot(i, 10**9) is refused)
 MAX_VALUE_LENGTH = 100_000  # characters of one --at value
 MAX_ELEMENTS = 1_000_000  # elements of one --at value (randn(1000, 1000) at most)
 MAX_VALUE_DIMS = 32
@@ -113,21 +115,24 @@ def parse(text: str) -> Expression:
         ExpressionError: on anything outside the whitelist or beyond the size bounds.
 
     >>> parse("a*b").tree
-    Call(op='mul', args=(Var(name='a', col=0), Var(name='b', col=2)), kwargs=(), col=0)
+    Call(op='mul', args=(Var(name='a', col=0), Var(name='b', col=2)), kwargs=(), col=1)
     """
     if not isinstance(text, str):
         raise ExpressionError(f"expected the expression as text, found {type(text).__name__}")
-    text = text.strip()
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()  # ast counts lines the same way
     if not text:
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression has {len(text)} characters; at most {MAX_LENGTH} are allowed")
     try:
-        module = ast.parse(text, mode="eval")
-    except SyntaxError as err:  # also ValueError-like parser limits that Python reports as SyntaxError
-        col = max((err.offset or 1) - 1, 0) if (err.lineno or 1) == 1 else None
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for 1if: the error says it
+            warnings.simplefilter("ignore")
+            module = ast.parse(text, mode="eval")
+    except SyntaxError as err:  # also parser limits: too many digits, too many parentheses
+        lines = text.split("\n")[: max(err.lineno or 1, 1) - 1]
+        col = sum(len(ln) + 1 for ln in lines) + max((err.offset or 1) - 1, 0)
         msg = err.msg if err.msg.startswith("invalid syntax") else f"invalid syntax: {err.msg}"
-        raise _error(text, msg, col, line=err.lineno) from None
+        raise _error(text, msg, col) from None
     except (RecursionError, MemoryError, ValueError):
         raise ExpressionError(f"the expression is too deeply nested or too large to parse:\n  {text[:80]}") from None
     count = sum(1 for _ in ast.walk(module))  # ast.walk is iterative, safe on deep trees
@@ -158,8 +163,8 @@ def evaluate(expr: Expression | Node, env: Mapping[str, Any], dtype: Any = None)
     text = expr.text if isinstance(expr, Expression) else None
     tree = expr.tree if isinstance(expr, Expression) else expr
     if dtype is None:
-        dtypes = (np.dtype(getattr(v, "dtype", None) or "O") for v in env.values())
-        dtype = next((d for d in dtypes if d.kind == "f"), np.dtype(np.float32))
+        floats = [np.dtype(v.dtype) for v in env.values() if getattr(v, "dtype", None) is not None]
+        dtype = next((d for d in floats if d.kind == "f"), np.float32)
     return _Evaluator(_op_table(), env, text, np.dtype(dtype)).run(tree)
 
 
@@ -187,7 +192,9 @@ def parse_value(text: str, name: str = "value", *, seed: int = 0) -> np.ndarray:
     if len(text) > MAX_VALUE_LENGTH:
         raise ExpressionError(f"the value has {len(text)} characters; at most {MAX_VALUE_LENGTH}", where=where)
     try:
-        node = ast.parse(text, mode="eval").body
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            node = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ExpressionError(f"cannot read {_short(text)!r}; {expected}", where=where) from None
     if isinstance(node, ast.Call):
@@ -427,10 +434,18 @@ class _Evaluator:
             return [self.run(item) for item in node.items]
         args = [self.arg(node, i, a) for i, a in enumerate(node.args)]
         try:
-            return self.ops[node.op](*args, **dict(node.kwargs))
-        except (TypeError, ValueError, IndexError, ArithmeticError) as err:
-            name = _SYMBOLS.get(node.op, node.op)
-            raise self.error(node, f"{name} failed: {err}") from err
+            out = self.ops[node.op](*args, **dict(node.kwargs))
+        except (TypeError, ValueError, IndexError, ArithmeticError, MemoryError) as err:
+            raise self.error(node, f"{self.name(node)} failed: {str(err) or 'out of memory'}") from err
+        size = getattr(out, "size", 0)
+        if size > MAX_RESULT_ELEMENTS:
+            raise self.error(node, f"{self.name(node)} gives {size:,} elements; at most {MAX_RESULT_ELEMENTS:,}")
+        return out
+
+    def name(self, node: Call) -> str:
+        """The op as written: ``@`` for an operator, ``matmul`` for a call."""
+        written_as_call = self.text is None or self.text.startswith(node.op, node.col)
+        return node.op if written_as_call else _SYMBOLS.get(node.op, node.op)
 
     def arg(self, call: Call, i: int, node: Node) -> Any:
         """A number that starts a calculation becomes a tensor of the chosen dtype; a number that
@@ -454,10 +469,8 @@ def _op_symbol(op: ast.AST) -> str:
     return symbols.get(type(op), type(op).__name__)
 
 
-def _error(text: str, what: str, col: int | None, line: int | None = None) -> ExpressionError:
-    """An ExpressionError that echoes the expression with a caret under character ``col``."""
-    if col is None:
-        return ExpressionError(f"{what}\n  {text}\nAllowed: {_ALLOWED_TEXT}", where=f"line {line}")
+def _error(text: str, what: str, col: int) -> ExpressionError:
+    """An ExpressionError that echoes the expression's line with a caret under character ``col``."""
     lines = text.split("\n")
     row, start = 0, 0
     while row < len(lines) - 1 and col > start + len(lines[row]):

@@ -121,6 +121,13 @@ def test_columns_count_characters_not_utf8_bytes():
     assert str(info.value).startswith("column 6:") and caret_column(str(info.value)) == 6
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_multi_line_expressions_report_line_and_column(newline):
+    with pytest.raises(ExpressionError) as info:
+        parse(f"(a{newline}+ b.c)")
+    assert str(info.value).startswith("line 2, column 4:") and "+ b.c)" in str(info.value)
+
+
 def test_evaluation_errors_point_at_the_operator():
     env = variables(x=np.ones((2, 3)))
     with pytest.raises(ExpressionError) as info:
@@ -130,6 +137,16 @@ def test_evaluation_errors_point_at_the_operator():
         evaluate(parse("x * y"), env)
     with pytest.raises(ExpressionError, match="sum failed"):
         evaluate(parse("sum(x, axis=5)"), env)
+    with pytest.raises(ExpressionError, match="column 1: matmul failed"):  # named as written
+        evaluate(parse("matmul(x, x)"), env)
+
+
+def test_intermediate_results_are_bounded(monkeypatch):
+    monkeypatch.setattr(E, "MAX_RESULT_ELEMENTS", 10)
+    env = variables(a=np.ones((2, 2)))
+    assert evaluate(parse("a * a"), env).shape == (2, 2)
+    with pytest.raises(ExpressionError, match=r"\* gives 16 elements; at most 10"):
+        evaluate(parse("a * reshape(a, (2, 2, 1, 1))"), env)
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -210,7 +227,7 @@ def test_parse_bindings():
 
 
 TOKENS = ["a", "b", "x1", "(", ")", "[", "]", ",", " ", "+", "-", "*", "/", "**", "@", ".", "_", "=", "'",
-          "0", "1.5", "exp", "sum", "axis", "lambda", ":", "__import__", "if", "else", "{", "}", "\n", "#",
+          "0", "1.5", "exp", "sum", "axis", "lambda", ":", "__import__", "if", "else", "{", "}", "\n", "\r", "\r\n", "\t", "#",
           "True", "not", "<", "f'", "\\", ";", "1e999", "9" * 30]
 
 
