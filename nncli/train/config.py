@@ -1,0 +1,499 @@
+"""Config files: the schema and its defaults, validation against the registries, loading.
+
+    cfg = load_config("configs/quickstart.yaml", overrides=["train.epochs=5"])
+    cfg.data.batch_size, cfg.train.epochs, cfg.model["layers"][0], cfg.seed
+
+Fixed sections (``data``, ``train``, the top level) are pydantic models below, which hold
+every default. Components (layers, loss, optimizer, schedules, models) are checked against
+the ``__init__`` signature of the registered class. Every problem found is reported in one
+:class:`~nncli.errors.ConfigError`, one line each: ``file:line:col: dotted.path: expected X,
+found Y``.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import copy
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import secrets
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
+
+from nncli.errors import ConfigError
+from nncli.nn import registry
+from nncli.train.yamlio import (Key, Locator, Problem, apply_overrides, describe, did_you_mean, parse_key,
+                                raise_problems, read_yaml, unknown_key, validation_problems)
+
+__all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "load_config", "config_from_dict",
+           "BUILTIN_DATASETS"]
+
+BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")  # as in SPEC.md
+SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
+
+_Count = Annotated[int, Field(ge=1)]
+_Share = Annotated[float, Field(ge=0, lt=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# ---- the fixed sections: every default lives here -------------------------------------------
+class DataConfig(_Section):
+    """The ``data:`` section: where the samples come from and how they are batched."""
+
+    source: str  # required: a built-in set (digits, iris, ...) or a file path relative to the config
+    labels: str | None = None  # second file holding the labels of .npy / IDX inputs
+    target: str | None = None  # CSV target column; None: the last column
+    x_key: str = "x"  # .npz key of the inputs
+    y_key: str = "y"  # .npz key of the labels
+    samples: _Count | None = None  # size of a generated set; None: the set's own default
+    noise: Annotated[float, Field(ge=0)] | None = None  # noise of a generated set; None: its default
+    validation_split: _Share = 0.2  # share of the samples held out for validation
+    test_split: _Share = 0.0  # share held out for a final test (validation_split + test_split < 1)
+    normalize: Literal["none", "standard", "minmax"] = "none"  # feature scaling fitted on training rows
+    batch_size: _Count = 32  # samples per training step
+    shuffle: bool = True  # reshuffle the training samples every epoch
+
+
+class EarlyStoppingConfig(_Section):
+    """``train.early_stopping``: stop when the monitored value stops improving."""
+
+    monitor: str = "val_loss"  # the logged value to watch (loss, val_loss, a metric, val_<metric>)
+    patience: Annotated[int, Field(ge=0)] = 5  # epochs without improvement before stopping
+    min_delta: Annotated[float, Field(ge=0)] = 0.0  # smallest change that counts as an improvement
+    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for accuracy-like names, else min
+
+
+class TrainConfig(_Section):
+    """The ``train:`` section: how long and what to log."""
+
+    epochs: _Count = 10  # passes over the training samples
+    metrics: list[str] = []  # names from the metrics registry, logged as <name> and val_<name>
+    compile: bool = True  # run the training step as a traced ad.Function
+    early_stopping: EarlyStoppingConfig | None = None  # null: never stop early; true: the defaults
+    monitor: str = "val_loss"  # the value that decides checkpoints/best.safetensors
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _switch(cls, value):
+        return {} if value is True else (None if value is False else value)
+
+
+class SequentialConfig(_Section):
+    """``model:`` when its type is Sequential (the default): a stack of layers."""
+
+    input_shape: list[_Count] = Field(min_length=1)  # required: one sample's shape, no batch axis
+    layers: list[Any] = Field(min_length=1)  # required: each {type: <layer>, ...} or a layer name
+
+
+class _TopLevel(_Section):
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # null: draw one and record it
+    data: dict  # required, see DataConfig
+    model: dict | str  # required: Sequential (see SequentialConfig) or a registered model
+    loss: str | dict  # required: a loss name, or {type: <loss>, ...params}
+    optimizer: str | dict  # required: an optimizer name, or {type: <optimizer>, ...params}
+    train: dict | None = None  # see TrainConfig; absent: all its defaults
+    plugins: list[str] = []  # python files (relative to the config) or modules imported first
+
+
+# ---- the result ------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Config:
+    """A validated config. Components are ``{"type": CanonicalName, **params as written}``.
+
+    Component parameters are kept as written (their defaults are not filled in); fixed
+    sections have all their defaults. Two configs are equal when their ``to_dict()`` are.
+    """
+
+    seed: int
+    data: DataConfig
+    model: dict
+    loss: dict
+    optimizer: dict
+    train: TrainConfig
+    plugins: list[str]
+    path: Path | None  # the config file, None for config_from_dict
+    base_dir: Path  # folder that relative data and plugin paths start from
+    locator: Locator = field(default=None, repr=False)  # where each value was written
+
+    def error(self, path: Key | str, message: str) -> ConfigError:
+        """A ConfigError about the value at ``path``, placed at its file line or ``--set``.
+
+        Example: ``raise cfg.error("model.layers[2].units", "expected units > 0, found -1")``
+        """
+        path = parse_key(path) or () if isinstance(path, str) else tuple(path)
+        return ConfigError(str(Problem((self.locator or Locator("<config>")).at(path), path, message)))
+
+    def resolve_path(self, name: str) -> Path:
+        """A path from the config, made absolute against :attr:`base_dir`."""
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def to_dict(self, absolute_paths: bool = False) -> dict:
+        """The resolved config as plain data for ``yaml.safe_dump``.
+
+        Args:
+            absolute_paths: write file paths (data files, plugin files) as absolute paths, so
+                the dump can be loaded from another folder (such as a run folder).
+
+        Example: ``yaml.safe_dump(cfg.to_dict(absolute_paths=True))``
+        """
+        data = self.data.model_dump()
+        plugins = list(self.plugins)
+        if absolute_paths:
+            if data["source"] not in BUILTIN_DATASETS:
+                data["source"] = str(self.resolve_path(data["source"]))
+            if data["labels"] is not None:
+                data["labels"] = str(self.resolve_path(data["labels"]))
+            plugins = [str(self.resolve_path(p)) if _is_file_plugin(p, self.base_dir) else p for p in plugins]
+        return {"seed": self.seed, "data": data, "model": copy.deepcopy(self.model),
+                "loss": copy.deepcopy(self.loss), "optimizer": copy.deepcopy(self.optimizer),
+                "train": self.train.model_dump(), "plugins": plugins}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read, override and validate a YAML config file.
+
+    Args:
+        path: the config file; relative data and plugin paths start from its folder.
+        overrides: ``KEY=VALUE`` strings as given to ``--set``, applied in order.
+
+    Raises:
+        ConfigError: listing every problem, one per line, each with ``file:line:col``.
+
+    Example: ``load_config("configs/iris.yaml", ["train.epochs=3"]).train.epochs  # 3``
+    """
+    path = Path(path)
+    data, locator, problems = read_yaml(path)
+    return _build(data, locator, problems, overrides, path, path.resolve().parent)
+
+
+def config_from_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] = (),
+                     base_dir: str | Path | None = None) -> Config:
+    """Validate a config given as Python data (not modified); ``source`` names it in errors.
+
+    Example: ``config_from_dict({"data": {"source": "xor"}, "model": {...}, "loss": "mse",
+    "optimizer": "adam"}).data.batch_size  # 32``
+    """
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return _build(copy.deepcopy(data), Locator(source), [], overrides, None, base.resolve())
+
+
+def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iterable[str],
+           path: Path | None, base_dir: Path) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
+                          f"optimizer, found {describe(data)}")
+    problems = problems + apply_overrides(data, locator, overrides)
+    check = _Checker(locator, problems)
+    top = check.section(_TopLevel, data, ())
+    plugins = data.get("plugins")
+    for i, entry in enumerate(plugins if isinstance(plugins, list) else []):
+        if isinstance(entry, str):
+            problem = _import_plugin(entry, base_dir, path)
+            if problem:
+                check.add(("plugins", i), problem)
+    data_cfg = check.section(DataConfig, data.get("data"), ("data",)) if isinstance(data.get("data"), dict) else None
+    if data_cfg is not None:
+        _check_data(check, data_cfg, data["data"], base_dir)
+    train = data.get("train")
+    train_cfg = None
+    if isinstance(train, (dict, type(None))):
+        train_cfg = check.section(TrainConfig, train or {}, ("train",))
+        _check_train(check, train_cfg, train or {})
+    model = check.model(data["model"]) if isinstance(data.get("model"), (dict, str)) else None
+    loss, optimizer = (check.component(kind, data[key], (key,)) if isinstance(data.get(key), (dict, str)) else None
+                       for kind, key in (("losses", "loss"), ("optimizers", "optimizer")))
+    raise_problems(check.problems)
+    seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
+    return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), path, base_dir, locator)
+
+
+def _check_data(check: "_Checker", cfg: DataConfig, raw: dict, base_dir: Path) -> None:
+    if cfg.validation_split + cfg.test_split >= 1:
+        key = "test_split" if "test_split" in raw else "validation_split"
+        check.add(("data", key), f"expected validation_split + test_split < 1, found "
+                                 f"{cfg.validation_split} + {cfg.test_split}")
+    for key in ("source", "labels"):
+        name = getattr(cfg, key)
+        if name is None or (key == "source" and name in BUILTIN_DATASETS):
+            continue
+        if not (base_dir / Path(name).expanduser()).exists():
+            builtin = key == "source" and not Path(name).suffix and "/" not in name
+            hint = did_you_mean(name, BUILTIN_DATASETS) if builtin else ""
+            what = f"a built-in set ({', '.join(BUILTIN_DATASETS)}) or an existing file" if builtin else "an existing file"
+            check.add(("data", key), f"expected {what}, found {name!r}{hint or ' (no such file)'}")
+
+
+def _check_train(check: "_Checker", cfg: TrainConfig | None, raw: dict) -> None:
+    metrics = raw.get("metrics")
+    for i, name in enumerate(metrics if isinstance(metrics, list) else []):
+        if isinstance(name, str) and registry.lookup("metrics", name) is None:
+            check.add(("train", "metrics", i), _unknown_name("metrics", name))
+    if cfg is None:
+        return
+    logged = ["loss", "val_loss", *cfg.metrics, *(f"val_{m}" for m in cfg.metrics)]
+    monitors = [(("train", "monitor"), cfg.monitor)]
+    if cfg.early_stopping is not None:
+        monitors.append((("train", "early_stopping", "monitor"), cfg.early_stopping.monitor))
+    for where, name in monitors:
+        if name not in logged:
+            check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
+
+
+# ---- plugins ---------------------------------------------------------------------------------
+_LOADED_PLUGINS: dict[Path, object] = {}  # plugin files already imported, by resolved path
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _is_file_plugin(entry: str, base_dir: Path) -> bool:
+    """A path (``x.py``, ``a/b``, or an existing file such as the config) rather than a module name."""
+    return entry.endswith(".py") or "/" in entry or "\\" in entry or (base_dir / entry).is_file()
+
+
+def _import_plugin(entry: str, base_dir: Path, config_path: Path | None) -> str | None:
+    """Import one plugin file or module; a problem message if that fails."""
+    if not _is_file_plugin(entry, base_dir):
+        if not _MODULE_NAME.fullmatch(entry):
+            return f"expected a .py file or a module name, found {entry!r}"
+        try:
+            importlib.import_module(entry)
+        except ModuleNotFoundError as err:
+            if err.name and (entry == err.name or entry.startswith(err.name + ".")):
+                return f"expected an importable module, found no module named {entry!r}"
+            return f"expected a module that imports cleanly, found ModuleNotFoundError: {err}"
+        except (Exception, SystemExit) as err:
+            return f"expected a module that imports cleanly, found {type(err).__name__}: {err}"
+        return None
+    file = (base_dir / Path(entry).expanduser()).resolve()
+    if config_path is not None and file == config_path.resolve():
+        return "expected a Python plugin file, found this config file itself"
+    if file.suffix != ".py":
+        return f"expected a .py file, found {entry!r}"
+    if not file.is_file():
+        return f"expected an existing Python file, found no such file ({file})"
+    if file in _LOADED_PLUGINS:
+        return None
+    name = "nncli_plugin_" + hashlib.sha1(str(file).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:
+        sys.modules.pop(name, None)
+        return f"expected a plugin that imports cleanly, found {type(err).__name__}: {err}"
+    _LOADED_PLUGINS[file] = module
+    return None
+
+
+# ---- components: parameters come from the registered class's __init__ ----------------------
+_NOUNS = {"layers": "a layer", "losses": "a loss", "optimizers": "an optimizer", "schedules": "a learning-rate schedule",
+          "initializers": "an initializer", "activations": "an activation", "metrics": "a metric", "models": "a model"}
+_NAMED_PARAMS = {"activation": "activations", "recurrent_activation": "activations", "learning_rate": "schedules"}
+_STRICT = {int: Annotated[int, Strict()], float: Annotated[float, Strict()],  # float still takes ints
+           bool: Annotated[bool, Strict()], str: Annotated[str, Strict()]}
+_PLAIN = (int, float, bool, str, bytes, type(None), object, list, tuple, dict, set)
+
+
+@dataclass(frozen=True)
+class _Param:
+    adapter: TypeAdapter | None  # validates a written value from the type hint; None: anything goes
+    required: bool  # no default in the signature
+    kind: str | None  # registry whose names or {type: ...} specs the parameter also takes
+    many: bool  # a list of such components
+
+
+def _strict(tp):
+    """The type hint with scalars made strict (no "3" -> 3, no true -> 1); lists still fill tuples."""
+    if isinstance(tp, type) and tp in _STRICT:
+        return _STRICT[tp]
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return Annotated[(_strict(args[0]), *tp.__metadata__)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_strict(a) for a in args)]
+    if origin in (list, tuple, dict, set) and args:
+        return origin[tuple(a if a is ... else _strict(a) for a in args)]
+    return tp
+
+
+def _classes_in(tp, many: bool = False):
+    """``(class, in_a_list)`` for the non-builtin classes a type hint names."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        yield from _classes_in(args[0], many)
+    elif origin in (Union, types.UnionType):
+        for arg in args:
+            yield from _classes_in(arg, many)
+    elif origin in (list, tuple, collections.abc.Sequence):
+        for arg in args:
+            yield from _classes_in(arg, True)
+    elif isinstance(tp, type) and tp not in _PLAIN:
+        yield tp, many
+
+
+def _param_kind(name: str, tp) -> tuple[str | None, bool]:
+    """The registry a parameter names components of: by its name, else by a class in its hint."""
+    if name in _NAMED_PARAMS:
+        return _NAMED_PARAMS[name], False
+    if name.endswith("_initializer"):
+        return "initializers", False
+    for cls, many in _classes_in(tp):
+        for kind in registry.KINDS:
+            if any(inspect.isclass(e) and issubclass(e, cls) for e in registry.REGISTRY[kind].values()):
+                return kind, many
+    return None, False
+
+
+def _make_param(p: inspect.Parameter, hint) -> _Param:
+    tp = hint if hint is not None else p.annotation
+    adapter = None
+    if tp is not p.empty and not isinstance(tp, str):
+        for config in (ConfigDict(arbitrary_types_allowed=True), None):
+            try:
+                adapter = TypeAdapter(_strict(tp), config=config)
+                break
+            except Exception:  # a hint pydantic cannot check: accept any value
+                continue
+    return _Param(adapter, p.default is p.empty, *_param_kind(p.name, tp))
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(obj) -> dict[str, _Param]:
+    """Config parameters of a registered class: its ``__init__``, plus its parents' for ``**kwargs``."""
+    found: dict[str, _Param] = {}
+    for klass in obj.__mro__ if inspect.isclass(obj) else ():
+        init = vars(klass).get("__init__")
+        if klass is object or init is None:
+            continue
+        try:
+            parameters = list(inspect.signature(init).parameters.values())[1:]  # drop self
+        except (TypeError, ValueError):
+            break
+        try:
+            hints = typing.get_type_hints(init, include_extras=True)
+        except Exception:  # a hint that names something not importable here
+            hints = {}
+        for p in parameters:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
+                found[p.name] = _make_param(p, hints.get(p.name))
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+def _unknown_name(kind: str, name: str) -> str:
+    noun, hint = _NOUNS[kind], registry.closest(kind, name)
+    if hint:
+        return f"expected {noun} name, found {name!r} (did you mean '{hint}'?)"
+    known = registry.names(kind)
+    listing = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none are registered"
+    return f"expected {noun} name ({listing}), found {name!r}"
+
+
+class _Checker:
+    """Collects problems while validating sections and components."""
+
+    def __init__(self, locator: Locator, problems: list[Problem]):
+        self.locator, self.problems = locator, problems
+
+    def add(self, path: Key, message: str, at: Key | None = None, key: bool = False) -> None:
+        self.problems.append(Problem(self.locator.at(path if at is None else at, key=key), path, message))
+
+    def section(self, model: type[BaseModel], value: dict, path: Key):
+        """``model`` validated from ``value``, or ``None`` after recording its problems."""
+        try:
+            return model.model_validate(value)
+        except ValidationError as err:
+            self.problems += validation_problems(err, value, path, self.locator, model)
+            return None
+
+    def component(self, kind: str, spec: Any, path: Key, default_type: str | None = None) -> dict | None:
+        """``{"type": CanonicalName, **params}`` from a name or a mapping; ``None`` if the type is bad."""
+        noun = _NOUNS[kind]
+        if isinstance(spec, str):
+            name, params, type_path = spec, {}, path
+        elif isinstance(spec, dict):
+            params = {k: v for k, v in spec.items() if k != "type"}
+            name, type_path = spec.get("type", default_type), path + ("type",)
+            if name is None:
+                self.add(path, f"expected a mapping with a 'type' key naming {noun}, found none")
+                return None
+        else:
+            self.add(path, f"expected {noun} name or a mapping with 'type', found {describe(spec)}")
+            return None
+        if not isinstance(name, str):
+            self.add(type_path, f"expected {noun} name, found {describe(name)}")
+            return None
+        obj = registry.lookup(kind, name)
+        if obj is None:
+            self.add(type_path, _unknown_name(kind, name))
+            return None
+        canonical = getattr(obj, "_registry_name", name)
+        signature, out = _signature(obj), {"type": canonical}
+        for key, value in params.items():
+            if key in signature:
+                out[key] = self.param(signature[key], value, path + (key,))
+            else:
+                self.add(path + (key,), unknown_key(key, list(signature), canonical), key=True)
+        for key, param in signature.items():
+            if param.required and key not in params:
+                self.add(path + (key,), "expected a value for this required key, found none", at=path, key=True)
+        return out
+
+    def param(self, param: _Param, value: Any, path: Key) -> Any:
+        """One parameter value, checked against its registry or its type hint."""
+        kind = param.kind
+        if kind and (isinstance(value, dict) or (param.many and isinstance(value, list))
+                     or (isinstance(value, str) and registry.REGISTRY[kind])):
+            if isinstance(value, list):
+                return [self.named(kind, item, path + (i,)) for i, item in enumerate(value)]
+            return self.named(kind, value, path)
+        if param.adapter is not None:
+            try:
+                param.adapter.validate_python(value)
+            except ValidationError as err:
+                self.problems += validation_problems(err, value, path, self.locator)
+        return value
+
+    def named(self, kind: str, value: Any, path: Key) -> Any:
+        """A name (kept as written) or a nested component spec (normalised)."""
+        if isinstance(value, str):
+            if registry.lookup(kind, value) is None:
+                self.add(path, _unknown_name(kind, value))
+            return value
+        return self.component(kind, value, path)
+
+    def model(self, spec: dict | str) -> dict | None:
+        """The ``model:`` section: Sequential's own schema, or a registered model's signature."""
+        path = ("model",)
+        name = spec.get("type", SEQUENTIAL) if isinstance(spec, dict) else spec
+        if not (isinstance(name, str) and name.replace("_", "").lower() == SEQUENTIAL.lower()):
+            return self.component("models", spec, path, default_type=SEQUENTIAL)
+        body = {k: v for k, v in spec.items() if k != "type"} if isinstance(spec, dict) else {}
+        cfg = self.section(SequentialConfig, body, path)
+        raw_layers = body.get("layers")
+        layers = [self.component("layers", layer, path + ("layers", i))
+                  for i, layer in enumerate(raw_layers if isinstance(raw_layers, list) else [])]
+        if cfg is None or None in layers:
+            return None
+        entry = registry.lookup("models", SEQUENTIAL)
+        return {"type": getattr(entry, "_registry_name", SEQUENTIAL), "input_shape": body["input_shape"],
+                "layers": layers}
+
