@@ -71,14 +71,15 @@ def gelu(x: Tensor) -> Tensor:
 @register("activations")
 def elu(x: Tensor) -> Tensor:
     """``x`` for ``x > 0``, else ``exp(x) - 1`` (alpha 1)."""
-    negative = ad.exp(ad.minimum(x, 0.0)) - 1.0  # exp of the clipped value: no overflow for large x
-    return ad.where(x > 0, x, negative)
+    # relu(x) + exp(min(x, 0)) - 1: no overflow, and no value-dependent condition that a
+    # traced Function would freeze at trace time (as it would an ad.where(x > 0, ...)).
+    return ad.relu(x) + (ad.exp(ad.minimum(x, 0.0)) - 1.0)
 
 
 @register("activations")
 def leaky_relu(x: Tensor) -> Tensor:
     """``x`` for ``x > 0``, else ``0.2 x``."""
-    return ad.where(x > 0, x, 0.2 * x)
+    return ad.relu(x) - 0.2 * ad.relu(-x)  # no ad.where: see elu
 
 
 @register("activations", aliases=("silu",))

@@ -110,10 +110,14 @@ class Activation(Layer):
         return {"activation": config_name(self.activation), **super().get_config()}
 
 
-class DropoutOp(Primitive):
-    """Inverted dropout: zero each element with probability ``rate``, scale the rest by
-    ``1 / (1 - rate)``. The mask is drawn in forward (``stateful``: a traced Function draws
-    a fresh one on every call); attrs are ``(rate, generator)``."""
+class DropoutMask(Primitive):
+    """The random part of inverted dropout: a mask of ``x``'s shape holding 0 with probability
+    ``rate`` and ``1 / (1 - rate)`` elsewhere; attrs are ``(rate, generator)``.
+
+    Only the mask is a primitive: the layer multiplies it in with an ordinary ``mul``, whose
+    backward reads the mask as a graph value. Being ``stateful``, a traced Function draws a
+    fresh mask on every call and its replayed backward uses that same fresh mask.
+    """
 
     stateful = True
 
@@ -121,14 +125,13 @@ class DropoutOp(Primitive):
     def forward(attrs, x):
         rate, rng = attrs
         draw = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
-        mask = rng.random(x.shape, dtype=draw) >= rate
-        scaled = mask.astype(x.dtype)
-        scaled *= 1.0 / (1.0 - rate)
-        return x * scaled, scaled
+        mask = (rng.random(x.shape, dtype=draw) >= rate).astype(x.dtype)
+        mask *= 1.0 / (1.0 - rate)
+        return mask, None
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
-        return (g * saved,)
+        return (None,)  # the mask does not depend on x's values
 
 
 @register("layers")
@@ -156,7 +159,7 @@ class Dropout(Layer):
     def call(self, inputs, training: bool = False):
         if not training or self.rate == 0:
             return inputs
-        return apply(DropoutOp, (inputs,), (self.rate, self._rng))
+        return inputs * apply(DropoutMask, (inputs,), (self.rate, self._rng))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
