@@ -365,7 +365,7 @@ def _make_param(p: inspect.Parameter, hint) -> _Param:
     tp = hint if hint is not None else p.annotation
     adapter = None
     if tp is not p.empty and not isinstance(tp, str):
-        for config in (ConfigDict(arbitrary_types_allowed=True), None):
+        for config in (ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False), None):
             try:
                 adapter = TypeAdapter(_strict(tp), config=config)
                 break

@@ -130,9 +130,10 @@ class LineLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         self._depth += 1
         try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            if self._depth > MAX_DEPTH:  # checked while composing: PyYAML's composer recurses
+                mark = self.peek_event().start_mark
+                raise _Abort(Problem(Mark(self.locator.source, mark.line + 1, mark.column + 1), (),
+                                     f"expected nesting of at most {MAX_DEPTH} levels, found deeper nesting"))
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -152,7 +153,7 @@ class LineLoader(yaml.SafeLoader):
                                  "expanding aliases, found more (an alias bomb?)"))
         if depth > MAX_DEPTH:
             raise _Abort(Problem(self._mark(node), path[:1], f"expected nesting of at most {MAX_DEPTH} "
-                                 "levels, found deeper nesting (through aliases?)"))
+                                 "levels, found deeper nesting through aliases"))
 
     def _build(self, node, path: Key, depth: int):
         self._visit(node, path, depth)

@@ -107,9 +107,12 @@ COMPONENTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def components(monkeypatch):
-    """A fresh registry holding only the stand-ins above (the real one is left untouched)."""
+@pytest.fixture
+def fake_components(monkeypatch):
+    """A fresh registry holding only the stand-ins above; the real one is restored afterwards.
+
+    Use it with ``pytestmark = pytest.mark.usefixtures("fake_components")``.
+    """
     monkeypatch.setattr(registry, "REGISTRY", {kind: {} for kind in registry.KINDS})
     for kind, obj, aliases in COMPONENTS:
         registry.register(kind, aliases=aliases)(obj)

@@ -10,6 +10,8 @@ from nncli.errors import ConfigError
 from nncli.nn import registry
 from nncli.train.config import Config, config_from_dict, load_config
 
+pytestmark = pytest.mark.usefixtures("fake_components")  # stand-in components, see conftest.py
+
 GOOD = """\
 seed: 7
 data:
@@ -124,7 +126,7 @@ def test_to_dict_absolute_paths_load_from_elsewhere(tmp_path):
 # ---- overrides ------------------------------------------------------------------------------
 def test_overrides_change_values_and_create_keys(tmp_path):
     cfg = load_config(write(tmp_path, GOOD.replace("optimizer: {type: Adam, learning_rate: 0.01}", "optimizer: adam")), [
-        "model.layers[0].units=64", "optimizer.learning_rate=0.05", "train.early_stopping.patience=3",
+        "model.layers[0].units=64", "optimizer.learning_rate=5e-2", "train.early_stopping.patience=3",
         "data.source=iris", "model.layers[2].use_bias=false", "model.input_shape=[2]", "data.target=null",
         "train.metrics=[accuracy]", "seed=3"])
     assert cfg.model["layers"][0]["units"] == 64
@@ -279,7 +281,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
 
 
 def test_deep_nesting_and_recursive_alias(tmp_path):
-    assert "nesting deeper than" in problems(write(tmp_path, "seed: " + "[" * 500 + "]" * 500 + "\n"))
+    assert "found deeper nesting" in problems(write(tmp_path, "seed: " + "[" * 500 + "]" * 500 + "\n"))
     assert "cfg.yaml:1:" in problems(write(tmp_path, "seed: &s [*s]\n"))
 
 
