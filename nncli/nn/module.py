@@ -202,7 +202,7 @@ class Layer:
             raise ValueError(f"{self.name}: a weight or attribute called {name!r} already exists")
         shape = tuple(int(n) for n in shape)
         value = initializers.get(initializer)(shape, self.dtype, random.generator())
-        var = Variable(np.asarray(value, dtype=self.dtype), trainable=trainable, name=f"{self.name}/{name}")
+        var = Variable(value, dtype=self.dtype, trainable=trainable, name=f"{self.name}/{name}")
         tracked[name] = var
         return var
 
@@ -355,6 +355,9 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} built={self.built}>"
+
+
+Layer.build = _building(Layer.build)  # subclasses get wrapped by __init_subclass__
 
 
 def registry_name(obj) -> str:
