@@ -105,6 +105,77 @@ def grad(
     return 0 if check.ok else 1
 
 
+@_command()
+def train(
+    config: Annotated[str, typer.Argument(help="The YAML config file, e.g. configs/quickstart.yaml.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, e.g. model.layers[0].units=64.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="Name of the run folder (default: <config>-<time>).")] = None,
+    runs_dir: Annotated[str, typer.Option(help="Folder holding the run folders.")] = "runs",
+    resume: Annotated[Optional[str], typer.Option(
+        metavar="RUN_ID", help="Continue this run (or 'latest') in its folder, exactly where it stopped.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder at the end.")] = False,
+) -> int:
+    """Train a model from a config; write runs/<run-id>/ (config, metrics, checkpoints, plot).
+
+    Exit code 0 when training ends (completed or stopped early), 1 when the loss
+    became NaN or infinite, 2 on bad input, 130 when interrupted (resume with --resume).
+    """
+    import sys
+
+    from nncli.train.session import TrainingFailed
+    from nncli.train.session import train as train_run
+
+    progress = _TrainProgress(quiet)
+    try:
+        result = train_run(config, overrides=set_ or [], run_id=run_id, runs_dir=runs_dir, resume=resume,
+                           callbacks=[progress], argv=["nncli", *sys.argv[1:]])
+    except TrainingFailed as err:
+        progress.close()
+        typer.echo(f"error: {err}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        progress.close()
+        run = progress.run_path
+        where = f"; resume with: nncli train {config} --resume {run.name}" if run is not None else ""
+        typer.echo(f"interrupted: the run was saved{where}", err=True)
+        return 130
+    progress.close()
+    _render_train(result, quiet)
+    return 0
+
+
+@_command()
+def check(
+    config: Annotated[str, typer.Argument(help="The YAML config file to check.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
+) -> int:
+    """Validate a config, build the model, run one step and gradient-check every layer; train nothing.
+
+    Exit code 0 when everything holds, 1 when a gradient check fails, 2 on bad input.
+    """
+    from nncli.train.check import check_config
+
+    report = check_config(config, set_ or [])
+    _render_check(report)
+    return 0 if report.ok else 1
+
+
+@_command()
+def layers(
+    name: Annotated[Optional[str], typer.Argument(help="One entry to describe (default: list them all).")] = None,
+    kind: Annotated[str, typer.Option(
+        help="Which registry: layers, losses, optimizers, schedules, activations, initializers, metrics, "
+             "models.")] = "layers",
+) -> int:
+    """List the registered layers (or other components) with their parameters and defaults."""
+    from nncli.train.describe import describe_entries
+
+    _render_entries(describe_entries(kind, name), kind, detailed=name is not None)
+    return 0
+
+
 # -- rendering helpers -------------------------------------------------------------------------------
 def _num(x: Any) -> str:
     """A number as people write it: 6.0 -> '6', 59.9999999972 -> '60', 1e-20 -> '1e-20'."""
@@ -170,6 +241,170 @@ def _plain(a: np.ndarray) -> Any:
         return a.tolist()
     a = a.astype(np.float64)  # tolist() then gives Python floats
     return np.where(np.isfinite(a), a, None).tolist() if a.ndim else (float(a) if np.isfinite(a) else None)
+
+
+# -- train, check, layers ---------------------------------------------------------------------
+class _TrainProgress:
+    """Shows training as it goes: a Rich progress bar on a terminal, one line per epoch otherwise.
+
+    A trainer callback (it has every hook of ``nncli.train.loop.Callback``).
+    """
+
+    def __init__(self, quiet: bool):
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.console = Console(stderr=False, highlight=False)
+        self.live = self.console.is_terminal and not quiet
+        self.progress = None
+        self.run_path = None
+        self.task = None
+
+    def on_train_begin(self, trainer) -> None:
+        recorder = next((cb for cb in trainer.callbacks if hasattr(cb, "run")), None)
+        self.run_path = recorder.run.path if recorder is not None else None
+        self.epochs = trainer.epochs
+        if self.quiet:
+            return
+        start = trainer.state.epoch
+        what = "resuming" if start else "training"
+        self.console.print(f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[logs]}"), TimeRemainingColumn(),
+                                     console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=len(trainer.train_data), epoch="", logs="")
+
+    def on_epoch_begin(self, trainer, epoch) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.task, total=len(trainer.train_data), epoch=f"{epoch}/{self.epochs}", logs="")
+
+    def on_batch_end(self, trainer, epoch, batch, logs) -> None:
+        if self.progress is not None:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "batches")
+            self.progress.update(self.task, completed=batch, logs=shown)
+
+    def on_epoch_end(self, trainer, epoch, logs) -> None:
+        if self.quiet:
+            return
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("lr", "time_s"))
+        line = f"epoch {epoch:>3}/{self.epochs}  {shown}  ({logs.get('time_s', 0.0):.2f}s)"
+        if self.progress is not None:
+            self.progress.console.print(line, soft_wrap=True)
+        else:
+            self.console.print(line, soft_wrap=True)
+
+    def on_interrupt(self, trainer) -> None:
+        self.close()
+
+    def on_train_end(self, trainer, status) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _sparkline(values: list[float]) -> str:
+    import math
+
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return ""
+    if len(values) > 40:  # one character per bucket of epochs
+        step = len(values) / 40
+        values = [values[int(i * step)] for i in range(40)]
+    lo, hi = min(values), max(values)
+    span = hi - lo or 1.0
+    return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in values)
+
+
+def _render_train(result, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    run = result.run.path
+    if quiet:
+        console.print(str(run))
+        return
+    history = result.trainer.history
+    st = result.trainer.state
+    table = Table(title=f"{result.status.replace('_', ' ')} after {st.epoch} epochs")
+    table.add_column("")
+    table.add_column("final", justify="right")
+    best_row = next((h for h in history if h.get("epoch") == st.best_epoch), None)
+    if best_row is not None:
+        table.add_column(f"best (epoch {st.best_epoch})", justify="right")
+    last = history[-1] if history else {}
+    for key in last:
+        if key in ("epoch", "time_s"):
+            continue
+        cells = [key, f"{last[key]:.4g}"]
+        if best_row is not None:
+            cells.append(f"{best_row.get(key, float('nan')):.4g}")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"loss      {_sparkline([h.get('loss') for h in history])}")
+    if any("val_loss" in h for h in history):
+        console.print(f"val_loss  {_sparkline([h.get('val_loss') for h in history])}")
+    console.print(f"run folder: {run}")
+    if (run / "loss.png").exists():
+        console.print(f"loss curve: {run / 'loss.png'}")
+
+
+def _render_check(report) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"[bold]{escape(report.config_path)}[/]: valid; data {escape(report.data['source'])}, "
+                  f"{report.data['train']} training / {report.data['validation']} validation samples")
+    table = Table("layer", "type", "output shape", "params", "gradient check", "max error")
+    checks = {c.name: c for c in report.layers}
+    for row in report.rows:
+        c = checks.get(row["name"])
+        status = "-" if c is None else ("[green]OK[/]" if c.ok else "[red]FAIL[/]")
+        error = "" if c is None else f"{c.max_error:.1e}"
+        table.add_row(escape(row["name"]), row["type"], str(row["output_shape"]), f"{row['params']:,}", status, error)
+    console.print(table)
+    p = report.params
+    console.print(f"parameters: {p.get('total', 0):,} total, {p.get('trainable', 0):,} trainable, "
+                  f"{p.get('non_trainable', 0):,} non-trainable")
+    console.print(f"one step: loss {report.loss:.4g}, gradient norm {report.grad_norm:.4g}")
+    console.print("[green]OK[/]" if report.ok else "[red]FAIL[/]: see the table above")
+
+
+def _render_entries(entries, kind: str, detailed: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if detailed:
+        entry = entries[0]
+        console.print(f"[bold]{entry['name']}[/] ({kind[:-1]}): {escape(entry['summary'])}")
+        if entry["aliases"]:
+            console.print(f"also named: {', '.join(entry['aliases'])}")
+        table = Table("parameter", "type", "default")
+        for p in entry["params"]:
+            table.add_row(p["name"], escape(p["type"]), escape(p["default"]))
+        console.print(table)
+        return
+    table = Table("name", "parameters (defaults)", "summary", title=f"{len(entries)} {kind}")
+    for entry in entries:
+        params = ", ".join(p["name"] if p["default"] == "required" else f"{p['name']}={p['default']}"
+                           for p in entry["params"])
+        table.add_row(entry["name"], escape(params), escape(entry["summary"]))
+    console.print(table)
 
 
 if __name__ == "__main__":

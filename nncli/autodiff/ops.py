@@ -243,7 +243,8 @@ class Min(_Extreme):
 
 def _logsumexp(x, axis, keepdims):
     m = np.max(x, axis=axis, keepdims=True)
-    m[~np.isfinite(m)] = 0  # all -inf (or inf) rows: leave them to exp
+    if not np.all(np.isfinite(m)):
+        m = np.where(np.isfinite(m), m, 0)  # all -inf (or inf) rows: leave them to exp
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
 

@@ -1,0 +1,157 @@
+"""From a validated config to objects: the model, loss, optimizer, metrics and data.
+
+    cfg = load_config("configs/quickstart.yaml")
+    parts = build(cfg)          # parts.model, parts.loss, parts.optimizer, parts.metrics, parts.data
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nncli import nn
+from nncli.data import PreparedData, prepare_data
+from nncli.errors import ConfigError, NncliError
+from nncli.nn import registry
+
+
+@dataclass
+class Parts:
+    """Everything a training run is made of."""
+
+    model: nn.Model
+    loss: object
+    optimizer: object
+    metrics: dict
+    data: PreparedData | None = None
+
+
+def _params(spec: dict) -> tuple[str, dict]:
+    spec = dict(spec)
+    return spec.pop("type"), spec
+
+
+def build_model(model_spec: dict, dtype=None) -> nn.Model:
+    """The model a config's ``model:`` section describes, built for its input shape."""
+    kind, params = _params(model_spec)
+    if registry.lookup("models", kind) is nn.Sequential:
+        layers = [dict(layer, dtype=str(np.dtype(dtype))) if dtype is not None else layer
+                  for layer in params["layers"]]
+        return nn.Sequential(layers, input_shape=params.get("input_shape"))
+    cls = registry.get("models", kind)
+    if dtype is not None:
+        params["dtype"] = str(np.dtype(dtype))
+    return cls(**params)
+
+
+def build_loss(loss_spec: dict):
+    kind, params = _params(loss_spec)
+    return registry.get("losses", kind)(**params)
+
+
+def build_optimizer(optimizer_spec: dict):
+    kind, params = _params(optimizer_spec)
+    lr = params.get("learning_rate")
+    if isinstance(lr, dict):
+        sched_kind, sched_params = _params(lr)
+        params["learning_rate"] = registry.get("schedules", sched_kind)(**sched_params)
+    return registry.get("optimizers", kind)(**params)
+
+
+def build_metrics(names: list[str], loss) -> dict:
+    """``{name: metric}``; ``accuracy`` follows the loss's label kind, as in Keras."""
+    from nncli.nn import metrics
+
+    out = {}
+    for name in names:
+        factory = registry.get("metrics", name)
+        out[name] = metrics.accuracy_for(loss, name) if factory is metrics.Accuracy else factory()
+    return out
+
+
+def output_units(model: nn.Model) -> int | None:
+    """The size of the model's last output axis (the number of classes of a classifier)."""
+    shape = model.compute_output_shape(model._build_shape) if getattr(model, "_build_shape", None) else None
+    if shape and isinstance(shape, tuple) and shape[-1] is not None:
+        return int(shape[-1])
+    return None
+
+
+def num_classes_for(loss, units: int | None) -> int | None:
+    """How many classes the labels may name, or None for regression."""
+    kind = getattr(loss, "label_kind", None)
+    if kind in ("sparse", "categorical"):
+        return units
+    if kind == "binary":
+        return 2
+    return None
+
+
+def build(cfg, with_data: bool = True) -> Parts:
+    """Build every part of a run from a validated :class:`~nncli.train.config.Config`.
+
+    Raises a ConfigError (with the config's file and line) when the parts do not fit:
+    the data's shape against ``model.input_shape``, labels against the model's outputs.
+    """
+    nn.random.seed(cfg.seed)
+    try:
+        model = build_model(cfg.model)
+        loss = build_loss(cfg.loss)
+        optimizer = build_optimizer(cfg.optimizer)
+        metrics = build_metrics(cfg.train.metrics, loss)
+    except NncliError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise cfg.error("model", f"the model cannot be built: {err}") from None
+    parts = Parts(model, loss, optimizer, metrics)
+    if not with_data:
+        return parts
+    d = cfg.data
+    source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
+    labels = str(cfg.resolve_path(d.labels)) if d.labels else None
+    units = output_units(model)
+    data = prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
+                        x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
+                        validation_split=d.validation_split, test_split=d.test_split,
+                        normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units))
+    check_fit(cfg, model, loss, data, units)
+    parts.data = data
+    return parts
+
+
+def _builtin_names():
+    from nncli.data import BUILTIN_SETS
+
+    return BUILTIN_SETS
+
+
+def check_fit(cfg, model, loss, data: PreparedData, units: int | None) -> None:
+    """Refuse data whose shape does not fit the model, naming both."""
+    want = tuple(cfg.model.get("input_shape") or ())
+    have = tuple(data.x_train.shape[1:])
+    if want and want != have:
+        raise ConfigError(str(cfg.error(
+            "model.input_shape",
+            f"expected the data's sample shape {list(have)} (from {data.source_desc}), found {list(want)}"
+            + ("; add a Reshape layer to change it" if np.prod(want) == np.prod(have) else ""))))
+    kind = getattr(loss, "label_kind", None)
+    if kind is None and units is not None:
+        y = data.y_train
+        width = y.shape[1] if y.ndim > 1 else 1
+        if width != units:
+            raise ConfigError(str(cfg.error(
+                "loss", f"expected targets with {units} value(s) per sample to match the model's output, "
+                        f"found {width} in {data.source_desc}")))
+
+
+def prepare_targets(loss, y: np.ndarray, units: int | None) -> np.ndarray:
+    """Labels in the form the loss takes: one-hot rows for categorical cross-entropy."""
+    kind = getattr(loss, "label_kind", None)
+    if kind == "categorical" and y.ndim == 1 and units:
+        out = np.zeros((len(y), units), dtype=np.float32)
+        out[np.arange(len(y)), y] = 1.0
+        return out
+    if kind == "binary" and y.ndim == 1:
+        return y.astype(np.float32).reshape(-1, 1)
+    return y
