@@ -319,7 +319,7 @@ class Layer:
         named = self._named_or_fail()
         expected = dict(named)
         missing = [p for p in expected if p not in tensors]
-        extra = [p for p in tensors if p not in expected]
+        extra = sorted(p for p in tensors if p not in expected)
         shapes = [f"{p} (expected {expected[p].shape}, found {tuple(np.shape(tensors[p]))})"
                   for p in expected if p in tensors and tuple(np.shape(tensors[p])) != expected[p].shape]
         problems = [f"{label}: {', '.join(items)}" for label, items in
