@@ -4,20 +4,10 @@
     model = nn.Sequential([nn.layers.Dense(64, activation="relu"), nn.layers.Dense(10)], input_shape=[64])
 """
 
-import importlib
-
 from nncli.nn import activations, initializers, random
 from nncli.nn.module import Layer, Model, Sequential, WeightsError, layer_from_config, registry_name
 from nncli.nn.registry import REGISTRY, UnknownNameError, get, names, register
-from nncli.nn import layers  # noqa: E402,I001 - needs module.py first
-
-# Written by other engineers; skipped only while their file does not exist yet.
-for _name in ("losses", "optimizers", "metrics", "schedules"):
-    try:
-        globals()[_name] = importlib.import_module(f"nncli.nn.{_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"nncli.nn.{_name}":
-            raise
+from nncli.nn import layers, losses, metrics, optimizers, schedules  # noqa: I001 - after module.py
 
 __all__ = [
     "Layer", "Model", "Sequential", "WeightsError", "layer_from_config", "registry_name",
