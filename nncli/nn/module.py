@@ -26,7 +26,7 @@ from nncli.autodiff.tape import STATE
 from nncli.autodiff.tensor import Tensor, Variable
 from nncli.errors import NncliError
 from nncli.nn import initializers, random
-from nncli.nn.registry import lookup, register, snake_case
+from nncli.nn.registry import get, lookup, register, snake_case
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _NAME_COUNTS: dict[str, int] = {}
@@ -78,46 +78,52 @@ def _not_recorded():
         STATE.tapes, STATE.trace = tapes, trace
 
 
+def _items(value):
+    """``(key, item)`` pairs of a list, tuple or dict; nothing for anything else."""
+    if isinstance(value, list | tuple):
+        return enumerate(value)
+    return value.items() if isinstance(value, dict) else ()
+
+
 def _holds_state(value) -> bool:
+    """Worth tracking: a layer, a variable, or a container that holds one (or is still empty)."""
     if isinstance(value, Layer | Variable):
         return True
-    if isinstance(value, list | tuple):
-        return not value or any(_holds_state(v) for v in value)
-    if isinstance(value, dict):
-        return not value or any(_holds_state(v) for v in value.values())
-    return False
+    items = list(_items(value))
+    return isinstance(value, list | tuple | dict) and (not items or any(_holds_state(v) for _, v in items))
 
 
 def _visit(path: str, value, trainable: bool, seen: set, out: list) -> None:
     """Depth-first, in tracking order: append ``(path, variable, effectively trainable)``."""
-    if isinstance(value, Variable):
-        if id(value) not in seen:
-            seen.add(id(value))
-            out.append((path, value, trainable and value.trainable))
-    elif isinstance(value, Layer):
-        if id(value) not in seen:
-            seen.add(id(value))
-            for name, item in value.__dict__.get("_tracked", {}).items():
-                _visit(f"{path}.{name}" if path else name, item, trainable and value.trainable, seen, out)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _visit(f"{path}.{i}", item, trainable, seen, out)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _visit(f"{path}.{key}", item, trainable, seen, out)
+    if isinstance(value, Layer | Variable):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        trainable = trainable and value.trainable
+        if isinstance(value, Variable):
+            out.append((path, value, trainable))
+            return
+    children = value.__dict__.get("_tracked", {}).items() if isinstance(value, Layer) else _items(value)
+    for key, item in children:
+        _visit(f"{path}.{key}" if path else str(key), item, trainable, seen, out)
 
 
 def _direct_layers(value, out: list) -> list:
+    """The layers in ``value`` (a layer or nested containers), not looking inside layers."""
     if isinstance(value, Layer):
         if all(v is not value for v in out):
             out.append(value)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _direct_layers(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _direct_layers(v, out)
+    for _, item in _items(value):
+        _direct_layers(item, out)
     return out
+
+
+def _run_on_zeros(layer, input_shape):
+    """Call ``layer`` on a zero batch of one, unrecorded: shape inference and eager building."""
+    shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    zeros = [np.zeros((1, *s), dtype=layer.dtype) for s in shapes]
+    with _not_recorded():
+        return layer(zeros if isinstance(input_shape, list) else zeros[0])
 
 
 class Layer:
@@ -246,12 +252,7 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         """The output shape (without batch) for ``input_shape``; by default found by a zero batch."""
-        shape = _as_shape(input_shape)
-        shapes = shape if isinstance(shape, list) else [shape]
-        zeros = [np.zeros((1, *s), dtype=self.dtype) for s in shapes]
-        with _not_recorded():
-            out = self(zeros if isinstance(shape, list) else zeros[0])
-        return _batchless(out)
+        return _batchless(_run_on_zeros(self, _as_shape(input_shape)))
 
     def _convert(self, x):
         if isinstance(x, Tensor):
@@ -376,10 +377,7 @@ def layer_from_config(config: Mapping[str, Any]) -> Layer:
     kind = config.pop("type", None)
     if not isinstance(kind, str):
         raise ValueError(f"a layer config needs a 'type' name, found {config!r}")
-    cls = lookup("layers", kind) or lookup("models", kind)
-    if cls is None:
-        from nncli.nn.registry import get
-        cls = get("layers", kind)  # raises with "did you mean"
+    cls = lookup("layers", kind) or lookup("models", kind) or get("layers", kind)  # get: "did you mean"
     return cls(**config)
 
 
@@ -407,11 +405,8 @@ class Model(Layer):
 
     def build(self, input_shape) -> None:
         """Create every weight by running the model once on a zero batch of ``input_shape``."""
-        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
-        zeros = [np.zeros((1, *s), dtype=self.dtype) for s in shapes]
-        with _not_recorded():
-            self.__dict__["built"] = True
-            self(zeros if isinstance(input_shape, list) else zeros[0])
+        self.__dict__["built"] = True  # so that the call below does not build again
+        _run_on_zeros(self, input_shape)
 
     @property
     def layers(self) -> list[Layer]:
