@@ -16,7 +16,6 @@ import json
 import numpy as np
 import pytest
 
-from nncli import nn
 from nncli.nn.registry import REGISTRY
 
 FLOAT, INT = "float", "int"
