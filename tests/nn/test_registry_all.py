@@ -20,7 +20,8 @@ from nncli.nn.registry import REGISTRY
 
 FLOAT, INT = "float", "int"
 
-# name: (constructor arguments, input shape with batch axis, input kind)
+# name: (constructor arguments, input shape with batch axis -- a list of shapes for several
+# inputs, e.g. [(2, 4, 6), (2, 5, 6)] for [query, value] -- and input kind)
 SAMPLES: dict[str, tuple[dict, tuple, str]] = {
     "Dense": ({"units": 3, "activation": "tanh"}, (2, 4), FLOAT),
     "Activation": ({"activation": "swish"}, (2, 4), FLOAT),
@@ -68,8 +69,16 @@ def sample(cls, dtype=np.float64, seed=0):
         pytest.fail(f"add a sample input for {cls._registry_name} to SAMPLES in {__file__}")
     args, shape, kind = spec
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 5, shape) if kind == INT else rng.standard_normal(shape).astype(dtype)
-    return dict(args), x
+
+    def make(s):
+        return rng.integers(0, 5, s) if kind == INT else rng.standard_normal(s).astype(dtype)
+
+    return dict(args), [make(s) for s in shape] if isinstance(shape, list) else make(shape)
+
+
+def _shape(x):
+    """Input shape(s) without the batch axis."""
+    return [a.shape[1:] for a in x] if isinstance(x, list) else x.shape[1:]
 
 
 @pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c._registry_name)
@@ -77,7 +86,8 @@ def test_layer_contract(cls):
     args, x = sample(cls)
     layer = cls(**args, dtype="float64")
     y = layer(x)
-    assert y.shape == (x.shape[0], *layer.compute_output_shape(x.shape[1:]))
+    batch = (x[0] if isinstance(x, list) else x).shape[0]
+    assert y.shape == (batch, *layer.compute_output_shape(_shape(x)))
     assert y.dtype == np.float64 and all(v.dtype == np.float64 for v in layer.variables)
     if cls._registry_name in EXPECTED_WEIGHTS:
         assert [w.shape for w in layer.get_weights()] == EXPECTED_WEIGHTS[cls._registry_name]
@@ -113,4 +123,4 @@ def test_layer_gradients(cls, training, gradcheck_layer):
     args, x = sample(cls)
     layer = cls(**args, dtype="float64")
     errors = gradcheck_layer(layer, x, training=training)
-    assert len(errors) == len(layer.variables) + (x.dtype.kind == "f")
+    assert len(errors) == len(layer.variables) + sum(a.dtype.kind == "f" for a in (x if isinstance(x, list) else [x]))
