@@ -1,0 +1,325 @@
+"""Looking at finished runs: list them, restore a checkpoint, evaluate it, predict with it.
+
+    rows = runs_table("runs")                                  # newest first, JSON-ready
+    result = evaluate_run("runs", "latest")                    # the validation part, best checkpoint
+    preds = predict_run("runs", "latest", "new.csv", out="predictions.csv")
+
+Everything here reads a run folder written by :func:`nncli.train.session.train`; bad input
+(an unknown run id, a missing or damaged checkpoint, inputs of the wrong shape) raises an
+:class:`~nncli.errors.NncliError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from nncli.errors import DataError, RunError
+from nncli.train.runs import CHECKPOINTS, RunFolder, list_runs, load_checkpoint, resolve_run
+
+PREDICT_BATCH = 1024  # samples per forward pass when predicting
+
+
+# -- listing ------------------------------------------------------------------------
+def runs_table(runs_dir: str | Path = "runs") -> list[dict]:
+    """One JSON-ready summary per run in ``runs_dir``, newest first.
+
+    Each row has ``run_id, status, epochs_done, epochs, best {monitor, epoch, value},
+    best_val_loss, best_val_loss_epoch, final {...}, duration_s, created, resumed, path``.
+    A run whose files cannot be read is listed with status ``unreadable`` and an ``error``.
+
+    Example:
+        >>> [row["run_id"] for row in runs_table("runs")]           # doctest: +SKIP
+        ['quickstart-20260101-120000']
+    """
+    return [_summary(RunFolder(path)) for path in list_runs(Path(runs_dir))]
+
+
+def _summary(run: RunFolder) -> dict:
+    row = {"run_id": run.run_id, "path": str(run.path)}
+    try:
+        info, metrics = run.read_json(), run.read_metrics()
+    except (RunError, OSError, ValueError, csv.Error) as err:
+        return {**row, "status": "unreadable", "error": str(err)}
+    val = [(r["val_loss"], r["epoch"]) for r in metrics if _finite(r.get("val_loss"))]
+    best_val = min(val) if val else (None, None)
+    times = [r["time_s"] for r in metrics if _finite(r.get("time_s"))]
+    return _json_ready({
+        **row, "status": info.get("status"), "epochs_done": info.get("epochs_done", len(metrics)),
+        "epochs": info.get("epochs"), "best": info.get("best"), "best_val_loss": best_val[0],
+        "best_val_loss_epoch": best_val[1], "final": info.get("final") or {},
+        "duration_s": sum(times) if times else None, "created": info.get("created"),
+        "resumed": len(info.get("resumed") or []),
+    })
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _json_ready(value):
+    """Plain data for ``json.dumps``: NaN and infinities become None."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# -- restoring ----------------------------------------------------------------------
+class Restored(NamedTuple):
+    """A run's config and built parts with a checkpoint's weights loaded."""
+
+    cfg: object  # nncli.train.config.Config
+    parts: object  # nncli.train.build.Parts
+    epoch: int | None  # the epoch the checkpoint was written after
+    info: dict  # run.json
+
+
+def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: bool = False) -> Restored:
+    """Rebuild a run's model from its config.yaml and load ``checkpoints/<checkpoint>.safetensors``.
+
+    Args:
+        run_path: the run folder.
+        checkpoint: ``best`` or ``last``.
+        with_data: also rebuild the data (same seed, same split) into ``parts.data``.
+
+    Example:
+        >>> cfg, parts, epoch, info = restore_model("runs/quickstart-20260101-120000")  # doctest: +SKIP
+        >>> parts.model(x, training=False)                                              # doctest: +SKIP
+    """
+    from nncli.train.build import build
+    from nncli.train.config import load_config
+
+    run = RunFolder(Path(run_path))
+    if not (run.path / "run.json").is_file():
+        raise RunError(f"{run.path} is not a run folder: it has no run.json")
+    if checkpoint not in CHECKPOINTS:
+        raise RunError(f"unknown checkpoint '{checkpoint}': expected one of {', '.join(CHECKPOINTS)}")
+    info = run.read_json()
+    path = run.checkpoints / f"{checkpoint}.safetensors"
+    if not path.is_file():
+        others = [c for c in CHECKPOINTS if (run.checkpoints / f"{c}.safetensors").is_file()]
+        hint = f"; try --checkpoint {others[0]}" if others else "; the run has no checkpoint (no epoch finished)"
+        raise RunError(f"run '{run.run_id}' has no {checkpoint} checkpoint ({path} is missing){hint}")
+    tensors, meta = load_checkpoint(path)  # verified before anything is built
+    if not (run.path / "config.yaml").is_file():
+        raise RunError(f"{run.path} is not a complete run folder: config.yaml is missing")
+    cfg = load_config(run.path / "config.yaml")
+    parts = build(cfg, with_data=with_data)
+    model = parts.model
+    if not model.named_variables():  # a subclassed model gets its weights on its first call
+        shape = tuple((info.get("data") or {}).get("input_shape") or cfg.model.get("input_shape") or ())
+        model(np.zeros((1, *shape), dtype=np.float32), training=False)
+    model.load_named_weights({k: v for k, v in tensors.items() if "/" not in k}, source=str(path))
+    return Restored(cfg, parts, meta.get("epoch"), info)
+
+
+# -- evaluating ---------------------------------------------------------------------
+def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", data: str | Path | None = None) -> dict:
+    """Loss and metrics of a run's checkpoint, in inference mode, like the validation during training.
+
+    Args:
+        runs_dir: the folder of runs.
+        run_id: a run id or ``latest``.
+        checkpoint: ``best`` or ``last``.
+        data: a data file (or built-in set name) prepared as the run's data was: same target
+            column, the run's saved normalization, labels checked against the model's classes.
+            Default: the run's validation part, rebuilt from its config (same seed, same split).
+
+    Returns:
+        ``{"run_id", "checkpoint", "epoch", "data", "samples", "metrics": {"loss": ..., <metric>: ...}}``.
+
+    Example:
+        >>> evaluate_run("runs", "latest")["metrics"]               # doctest: +SKIP
+        {'loss': 0.0972, 'accuracy': 0.9694}
+    """
+    from nncli.train.build import output_units, prepare_targets
+    from nncli.train.loop import Trainer
+
+    path = resolve_run(runs_dir, run_id)
+    cfg, parts, epoch, info = restore_model(path, checkpoint, with_data=data is None)
+    if data is None:
+        x, y, desc = _validation_part(path.name, parts.data, info)
+    else:
+        x, y, desc = _labelled_file(data, cfg, parts, info, path.name)
+    y = prepare_targets(parts.loss, y, output_units(parts.model))
+    evaluator = Trainer(parts.model, parts.loss, parts.optimizer, None, metrics=parts.metrics, compile=False)
+    values = evaluator.evaluate(x, y)
+    return _json_ready({"run_id": path.name, "checkpoint": checkpoint, "epoch": epoch, "data": desc,
+                        "samples": int(len(x)), "metrics": values})
+
+
+def _validation_part(run_id: str, data, info: dict):
+    if data.x_val is None or not len(data.x_val):
+        raise RunError(f"run '{run_id}' has no validation part (data.validation_split is 0): "
+                       "evaluate it on a file with --data PATH")
+    saved = info.get("data") or {}
+    expected = saved.get("validation_samples")
+    norm = saved.get("normalizer") or {}
+    changed = expected is not None and expected != len(data.x_val)
+    if not changed and "shift" in norm and data.normalizer.shift is not None:
+        changed = not (np.allclose(norm["shift"], data.normalizer.shift, rtol=1e-5, atol=1e-6)
+                       and np.allclose(norm["scale"], data.normalizer.scale, rtol=1e-5, atol=1e-6))
+    if changed:
+        raise DataError(f"the data of run '{run_id}' ({data.source_desc}) has changed since it was trained, "
+                        "so its validation part cannot be rebuilt; evaluate on a file with --data PATH")
+    return data.x_val, data.y_val, f"validation part of {data.source_desc}"
+
+
+def _labelled_file(source, cfg, parts, info: dict, run_id: str):
+    """Features and checked labels of ``source``, scaled with the run's saved normalizer."""
+    from nncli.data import Normalizer, prepare_data
+    from nncli.train.build import num_classes_for, output_units
+
+    d, saved, want = cfg.data, info.get("data") or {}, _input_shape(cfg, info)
+    header = _csv_header(source)
+    if header and not saved.get("feature_names") and want and len(header) - 1 != math.prod(want):
+        raise DataError(f"expected {math.prod(want)} feature columns and a target column (run '{run_id}' has "
+                        f"input shape {list(want)}), found {len(header)} columns", str(source))
+    loaded = prepare_data(source=str(source), target=d.target, x_key=d.x_key, y_key=d.y_key,
+                          validation_split=0.0, normalize="none", seed=cfg.seed,
+                          num_classes=num_classes_for(parts.loss, output_units(parts.model)))
+    x = loaded.x_train
+    names, have = saved.get("feature_names"), loaded.feature_names
+    if names and have and names != have:
+        missing, extra = [n for n in names if n not in have], [n for n in have if n not in names]
+        if missing or extra:
+            raise DataError(f"its feature columns differ from run '{run_id}': missing {missing or 'none'}, "
+                            f"unexpected {extra or 'none'}", str(source))
+        x = x[:, [have.index(n) for n in names]]  # the run's column order
+    x = _fit_shape(x, want, str(source), run_id)
+    norm = Normalizer.from_dict(saved.get("normalizer") or {"kind": "none"})
+    return norm.transform(x), loaded.y_train, loaded.source_desc
+
+
+def _input_shape(cfg, info: dict) -> tuple[int, ...]:
+    shape = (info.get("data") or {}).get("input_shape") or cfg.model.get("input_shape") or ()
+    return tuple(int(s) for s in shape)
+
+
+def _fit_shape(x: np.ndarray, want: tuple[int, ...], where: str, run_id: str) -> np.ndarray:
+    """``x`` as ``(n, *want)``: reshaped when only the layout differs, else a DataError with both counts."""
+    if not want or x.shape[1:] == want:
+        return x
+    need, found = math.prod(want), math.prod(x.shape[1:])
+    if need == found:
+        return x.reshape((len(x), *want))
+    raise DataError(f"expected {need} features per sample (run '{run_id}' has input shape {list(want)}), "
+                    f"found {found}", where)
+
+
+# -- predicting ---------------------------------------------------------------------
+@dataclass
+class Predictions:
+    """Model outputs as a table: ``columns`` name the columns of ``values`` (n, len(columns)).
+
+    Classification: ``class`` then ``prob_0..prob_{k-1}``; regression: ``value`` (or ``value_0..``).
+    """
+
+    columns: list[str]
+    values: np.ndarray  # (n, columns) float32; the class column holds whole numbers
+    kind: str  # "classification" or "regression"
+
+    def to_csv(self, target=None) -> str | None:
+        """Write the CSV (header, then one row per sample) to a path or text stream, or return it."""
+        stream = io.StringIO() if target is None else target
+        if isinstance(target, (str, Path)):
+            stream = open(target, "w", newline="")
+        try:
+            fmt = ["%d" if c == "class" else "%.6f" if c.startswith("prob_") else "%.7g" for c in self.columns]
+            np.savetxt(stream, self.values, fmt=fmt, delimiter=",", header=",".join(self.columns), comments="")
+        finally:
+            if isinstance(target, (str, Path)):
+                stream.close()
+        return stream.getvalue() if target is None else None
+
+
+def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: str | Path | None = None,
+                checkpoint: str = "best") -> Predictions:
+    """Predict with a run's checkpoint on a CSV (features by the run's names) or ``.npy``/``.npz`` file.
+
+    The run's saved normalization is applied first. For classification the table has the
+    class and its probabilities (softmax of logits, sigmoid for binary logits, as given
+    otherwise); for regression the values. Written to ``out`` as CSV when given.
+
+    Example:
+        >>> predict_run("runs", "latest", "new.csv").columns[:3]        # doctest: +SKIP
+        ['class', 'prob_0', 'prob_1']
+    """
+    from nncli.data import Normalizer, load_inputs
+
+    path = resolve_run(runs_dir, run_id)
+    cfg, parts, _, info = restore_model(path, checkpoint)
+    saved = info.get("data") or {}
+    want = _input_shape(cfg, info)
+    x = load_inputs(input_path, feature_names=_feature_columns(input_path, saved, cfg, want), x_key=cfg.data.x_key)
+    if x.ndim == 1:
+        x = x[:, None]
+    x = _fit_shape(x, want, str(input_path), path.name)
+    x = Normalizer.from_dict(saved.get("normalizer") or {"kind": "none"}).transform(x)
+    outputs = [np.asarray(parts.model(x[i:i + PREDICT_BATCH], training=False))
+               for i in range(0, len(x), PREDICT_BATCH)]
+    y = np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
+    preds = _as_table(y.reshape(len(y), -1), parts.loss)
+    if out is not None:
+        try:
+            preds.to_csv(out)
+        except OSError as err:
+            raise DataError(f"cannot write predictions: {err.strerror or err}", str(out)) from None
+    return preds
+
+
+def _feature_columns(input_path, saved: dict, cfg, want: tuple[int, ...]) -> list[str] | None:
+    """The CSV columns to read: the run's feature names, or (when it has none) all but the target."""
+    if saved.get("feature_names") and Path(input_path).suffix.lower() == ".csv":
+        return list(saved["feature_names"])
+    header = _csv_header(input_path)
+    if header and want and len(header) == math.prod(want) + 1:  # a labelled file: leave the target out
+        target = cfg.data.target if cfg.data.target in header else header[-1]
+        return [h for h in header if h != target]
+    return None
+
+
+def _csv_header(path) -> list[str] | None:
+    """The header row of a ``.csv`` file, or None (not a CSV, or unreadable: its loader says why)."""
+    if Path(path).suffix.lower() != ".csv":
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _as_table(y: np.ndarray, loss) -> Predictions:
+    """Classes and probabilities (or values) from raw outputs ``y`` (n, units)."""
+    kind, logits = getattr(loss, "label_kind", None), getattr(loss, "from_logits", False)
+    y = y.astype(np.float32, copy=False)
+    if kind in ("sparse", "categorical"):
+        probs = _softmax(y) if logits else y
+        table = np.column_stack([np.argmax(probs, axis=1).astype(np.float32), probs])
+        return Predictions(["class"] + [f"prob_{i}" for i in range(y.shape[1])], table, "classification")
+    if kind == "binary":
+        p = 0.5 * (1.0 + np.tanh(0.5 * y)) if logits else y  # sigmoid, stable for any logit
+        if p.shape[1] == 1:
+            table = np.column_stack([(p[:, 0] > 0.5).astype(np.float32), 1.0 - p, p])
+            return Predictions(["class", "prob_0", "prob_1"], table, "classification")
+        return Predictions([f"prob_{i}" for i in range(p.shape[1])], p, "classification")  # multi-label
+    names = ["value"] if y.shape[1] == 1 else [f"value_{i}" for i in range(y.shape[1])]
+    return Predictions(names, y, "regression")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))  # (n, k) float32
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
