@@ -176,6 +176,94 @@ def layers(
     return 0
 
 
+class _Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+_RUNS_DIR_HELP = "Folder holding the run folders."
+_CHECKPOINT_HELP = "Which checkpoint's weights to use: the best epoch's or the last one's."
+
+
+@_command()
+def plot(
+    run_ids: Annotated[list[str], typer.Argument(
+        metavar="RUN_ID...", help="Runs to draw (ids or 'latest'); several are overlaid on the same axes.")],
+    metric: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Draw only this metric's panel (loss, accuracy, ...).")] = None,
+    out: Annotated[Optional[str], typer.Option(
+        metavar="FILE", help="Image to write: .png, .svg or .pdf (default: runs/<id>/loss.png, or "
+                             "runs/compare-<ids>.png for several runs).")] = None,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axes.")] = False,
+    smooth: Annotated[int, typer.Option(metavar="N", help="Moving average over N epochs.")] = 1,
+) -> int:
+    """Draw training curves (train and validation, best epoch marked) and print the image's path."""
+    from nncli.train.plot import plot_run_ids
+
+    typer.echo(str(plot_run_ids(runs_dir, run_ids, out=out, metric=metric, log_y=log_y, smooth=smooth)))
+    return 0
+
+
+@_command()
+def runs(
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (one object per run).")] = False,
+) -> int:
+    """List the runs, newest first: status, epochs, best validation loss, final metrics, duration."""
+    from nncli.train.inspect import runs_table
+
+    rows = runs_table(runs_dir)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _render_runs(rows, runs_dir)
+    return 0
+
+
+@_command("eval")
+def eval_(
+    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
+    data: Annotated[Optional[str], typer.Option(
+        metavar="PATH", help="A labelled data file (default: the run's validation part, rebuilt from its "
+                             "config).")] = None,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+) -> int:
+    """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
+    from nncli.train.inspect import evaluate_run
+
+    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _render_eval(result)
+    return 0
+
+
+@_command()
+def predict(
+    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    input_path: Annotated[str, typer.Argument(
+        metavar="INPUT", help="A CSV with the run's feature columns (a target column is ignored), or .npy/.npz.")],
+    out: Annotated[Optional[str], typer.Option(
+        metavar="FILE", help="Write the CSV here (default: standard output).")] = None,
+    checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+) -> int:
+    """Predict with a run's model: class and probabilities (classification) or values, as CSV."""
+    from nncli.train.inspect import predict_run
+
+    preds = predict_run(runs_dir, run_id, input_path, out=out, checkpoint=checkpoint.value)
+    if out is None:
+        typer.echo(preds.to_csv(), nl=False)
+    else:
+        cols = preds.columns if len(preds.columns) <= 4 else [*preds.columns[:2], "...", preds.columns[-1]]
+        typer.echo(f"wrote {len(preds.values)} predictions ({', '.join(cols)}) to {out}")
+    return 0
+
+
 # -- rendering helpers -------------------------------------------------------------------------------
 def _num(x: Any) -> str:
     """A number as people write it: 6.0 -> '6', 59.9999999972 -> '60', 1e-20 -> '1e-20'."""
@@ -404,6 +492,70 @@ def _render_entries(entries, kind: str, detailed: bool) -> None:
         params = ", ".join(p["name"] if p["default"] == "required" else f"{p['name']}={p['default']}"
                            for p in entry["params"])
         table.add_row(entry["name"], escape(params), escape(entry["summary"]))
+    console.print(table)
+
+
+# -- plot, runs, eval, predict ---------------------------------------------------------------
+_STATUS_STYLE = {"completed": "green", "early_stopped": "green", "running": "yellow", "interrupted": "yellow",
+                 "failed": "red", "unreadable": "red"}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def _final_metrics(final: dict) -> str:
+    """The final validation metrics (else the training ones), without the losses and lr."""
+    shown = {k: v for k, v in final.items() if k.startswith("val_") and k != "val_loss"}
+    shown = shown or {k: v for k, v in final.items() if k not in ("loss", "val_loss", "lr")}
+    return ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if v is not None) or "-"
+
+
+def _render_runs(rows: list[dict], runs_dir: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not rows:
+        console.print(f"no runs in {escape(runs_dir)}/ yet: train one with 'nncli train CONFIG'")
+        return
+    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {escape(runs_dir)}/, newest first")
+    table.add_column("run", no_wrap=True)
+    for name in ("status", "epochs", "best val_loss", "final metrics", "duration", "created"):
+        table.add_column(name, justify="right" if name in ("epochs", "duration") else "left",
+                         no_wrap=name in ("epochs", "created"))
+    for r in rows:
+        status = r.get("status") or "?"
+        style = _STATUS_STYLE.get(status, "")
+        if status == "unreadable":
+            table.add_row(escape(r["run_id"]), f"[{style}]{status}[/]", "", "", escape(r.get("error", "")), "", "")
+            continue
+        best = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4g} (ep {r['best_val_loss_epoch']})"
+        created = (r.get("created") or "")[:16].replace("T", " ")
+        epochs = f"{r['epochs_done']}/{r['epochs']}" + (" (resumed)" if r.get("resumed") else "")
+        table.add_row(escape(r["run_id"]), f"[{style}]{status.replace('_', ' ')}[/]" if style else escape(status),
+                      epochs, best, _final_metrics(r.get("final") or {}), _duration(r.get("duration_s")), created)
+    console.print(table)
+
+
+def _render_eval(result: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    epoch = f" (epoch {result['epoch']})" if result.get("epoch") is not None else ""
+    console.print(f"run [bold]{escape(result['run_id'])}[/], {result['checkpoint']} checkpoint{epoch}, on "
+                  f"{escape(result['data'])}: {result['samples']:,} samples")
+    table = Table("metric", "value")
+    for name, value in result["metrics"].items():
+        table.add_row(name, "nan" if value is None else f"{value:.6g}")
     console.print(table)
 
 
