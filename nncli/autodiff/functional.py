@@ -102,9 +102,25 @@ def clip(x, min_value, max_value):
 
 def where(condition, a, b):
     """Elementwise ``a`` where ``condition`` holds, else ``b`` (condition has no gradient)."""
-    cond = np.asarray(P.data(condition), dtype=bool)
+    if isinstance(condition, Tensor):
+        cond = condition if condition._data.dtype == bool else mask(_as_bool, condition)
+    else:
+        cond = Tensor._make(np.asarray(condition, dtype=bool))
     a, b = _pair(a, b)
-    return apply(P.Where, (a, b), cond)
+    return apply(P.Where, (cond, a, b))
+
+
+def _as_bool(x):
+    return x.astype(bool)
+
+
+def mask(fn, *tensors) -> Tensor:
+    """``fn`` of the tensors' arrays as a tensor without gradient, recorded so traces recompute it.
+
+    Example:
+        >>> positive = ad.mask(lambda x: x > 0, t)
+    """
+    return apply(P.Mask, tuple(as_tensor(t) for t in tensors), fn)
 
 
 def cast(x, dtype):
@@ -117,10 +133,13 @@ def cast(x, dtype):
 
 
 def stop_gradient(x) -> Tensor:
-    """The same value, cut from the graph: no gradient flows through it."""
+    """The same value, cut from the graph: no gradient flows through it (traces recompute it)."""
     x = as_tensor(x)
-    arr = x._data.copy() if type(x) is Variable else x._data
-    return Tensor._make(arr)
+    return apply(P.Mask, (x,), np.array if type(x) is Variable else _same)
+
+
+def _same(x):
+    return x
 
 
 # -- reductions ---------------------------------------------------------------
@@ -216,27 +235,31 @@ def sum_to(x, shape):
     return reshape(sum(x, axes, keepdims=True), shape)
 
 
-def _index(index):
-    """Indices as numpy understands them: tensors become integer or boolean arrays."""
+def _index(index, tensors: list):
+    """An index template: tensors in it become :class:`ops.Slot` places (op inputs)."""
     if isinstance(index, tuple):
-        return tuple(_index(i) for i in index)
+        return tuple(_index(i, tensors) for i in index)
     if isinstance(index, Tensor):
-        return index._data
+        tensors.append(index)
+        return P.Slot(len(tensors) - 1)
     if isinstance(index, list):
         return np.asarray(index)
     return index
 
 
 def getitem(x, index):
-    """``x[index]``: basic and advanced indexing, differentiable."""
+    """``x[index]``: basic and advanced indexing (index tensors included), differentiable."""
     x = as_tensor(x)
-    index = _index(index)
-    return apply(_view_op(P.GetItem, x), (x,), index)
+    tensors: list = []
+    template = _index(index, tensors)
+    return apply(_view_op(P.GetItem, x), (x, *tensors), template)
 
 
 def scatter_add(g, shape, index):
     """Zeros of ``shape`` with ``g`` added at ``index`` (the adjoint of ``getitem``)."""
-    return apply(P.ScatterAdd, (as_tensor(g),), (tuple(shape), _index(index)))
+    tensors: list = []
+    template = _index(index, tensors)
+    return apply(P.ScatterAdd, (as_tensor(g), *tensors), (tuple(shape), template))
 
 
 def concat(tensors, axis=0):
@@ -299,6 +322,14 @@ for _name, _f in dict(add=add, sub=sub, mul=mul, truediv=div, pow=pow, matmul=ma
     setattr(Tensor, f"__{_name}__", _f)
     setattr(Tensor, f"__r{_name}__", _swapped(_f))
 Tensor.__neg__ = neg
+
+def _comparison(fn):
+    return lambda a, b: mask(fn, a, _pair(a, b)[1] if isinstance(a, Tensor) else b)
+
+
+# Comparisons give boolean tensors without gradient (usable in where() and indexing, also traced).
+for _name, _fn in dict(lt=np.less, le=np.less_equal, gt=np.greater, ge=np.greater_equal).items():
+    setattr(Tensor, f"__{_name}__", _comparison(_fn))
 
 _OPERATORS.update(add=add, sub=sub, mul=mul, div=div, pow=pow, matmul=matmul, neg=neg, abs=abs,
                   getitem=getitem, transpose=transpose, reshape=reshape, sum=sum, mean=mean)

@@ -21,7 +21,12 @@ def data(v):
 
 
 class Primitive:
-    """Base of the primitive ops; subclasses define ``forward`` and ``backward``."""
+    """Base of the primitive ops; subclasses define ``forward`` and ``backward``.
+
+    Masks a backward rule needs (``x > 0`` for relu) come from ``F.mask(fn, *values)``:
+    a plain array in first-order mode, a recorded op otherwise, so that a traced
+    Function recomputes them from the live values instead of keeping the traced ones.
+    """
 
     stateful = False  # True for ops with side effects or randomness: a trace always replays them
 
@@ -32,6 +37,22 @@ class Primitive:
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
         raise NotImplementedError
+
+
+class Mask(Primitive):
+    """A value with no gradient computed from others by ``fn`` (attrs): masks, signs, comparisons."""
+
+    forward = staticmethod(lambda fn, *xs: (fn(*xs), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (None,) * len(xs))
+
+
+def _ge(a, b): return a >= b
+def _le(a, b): return a <= b
+def _positive(x): return x > 0
+def _ties(x, y, axis):
+    """Where ``x`` reaches its extreme ``y`` over ``axis``, each tie weighted 1/count."""
+    mask = x == np.reshape(y, _keep_shape(x.shape, axis))
+    return mask / np.sum(mask, axis=axis, keepdims=True, dtype=x.dtype)
 
 
 # -- elementwise binary ---------------------------------------------------
@@ -73,7 +94,7 @@ class Pow(Primitive):
         ga = g * b * a ** (b - 1) if needs[0] else None
         gb = None
         if needs[1]:
-            positive = data(a) > 0  # d(a**b)/db = a**b log a, taken as 0 where a <= 0
+            positive = F.mask(_positive, a)  # d(a**b)/db = a**b log a, taken as 0 where a <= 0
             gb = F.where(positive, g * y * F.log(F.where(positive, a, 1)), 0)
         return ga, gb
 
@@ -83,7 +104,7 @@ class Maximum(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        first = data(xs[0]) >= data(xs[1])  # ties go to the first argument
+        first = F.mask(_ge, xs[0], xs[1])  # ties go to the first argument
         return F.where(first, g, 0), F.where(first, 0, g)
 
 
@@ -92,18 +113,19 @@ class Minimum(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        first = data(xs[0]) <= data(xs[1])
+        first = F.mask(_le, xs[0], xs[1])
         return F.where(first, g, 0), F.where(first, 0, g)
 
 
 class Where(Primitive):
-    """``where(cond, a, b)``; the condition is a constant boolean array (attrs)."""
+    """``where(cond, a, b)``; the boolean condition is an input without a gradient."""
 
-    forward = staticmethod(lambda cond, a, b: (np.where(cond, a, b), None))
+    forward = staticmethod(lambda attrs, cond, a, b: (np.where(cond, a, b), None))
 
     @staticmethod
-    def backward(F, g, xs, y, s, cond, needs):
-        return (F.where(cond, g, 0) if needs[0] else None, F.where(cond, 0, g) if needs[1] else None)
+    def backward(F, g, xs, y, s, attrs, needs):
+        cond = xs[0]
+        return None, F.where(cond, g, 0) if needs[1] else None, F.where(cond, 0, g) if needs[2] else None
 
 
 # -- elementwise unary ----------------------------------------------------
@@ -134,7 +156,7 @@ class Square(Primitive):
 
 class Abs(Primitive):
     forward = staticmethod(lambda attrs, x: (np.abs(x), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * np.sign(data(xs[0])),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.mask(np.sign, xs[0]),))
 
 
 class Sin(Primitive):
@@ -180,7 +202,7 @@ class Sigmoid(Primitive):
 
 class Relu(Primitive):
     forward = staticmethod(lambda attrs, x: (np.maximum(x, 0), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (data(y) > 0),))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (F.where(F.mask(_positive, y), g, 0),))
 
 
 class Softplus(Primitive):
@@ -193,8 +215,18 @@ class Clip(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        x = data(xs[0])
-        return (g * ((x >= attrs[0]) & (x <= attrs[1])),)
+        inside = F.mask(_Inside(*attrs), xs[0])
+        return (F.where(inside, g, 0),)
+
+
+class _Inside:
+    """``lo <= x <= hi`` (a class, not a closure: traced graphs keep it as a value)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, x):
+        return (x >= self.lo) & (x <= self.hi)
 
 
 class Cast(Primitive):
@@ -226,11 +258,16 @@ class _Extreme(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        x = data(xs[0])
-        keep = _keep_shape(x.shape, attrs[0])
-        mask = x == np.reshape(data(y), keep)
-        share = mask / np.sum(mask, axis=attrs[0], keepdims=True, dtype=x.dtype)
-        return (F.reshape(g, keep) * share,)
+        keep = _keep_shape(data(xs[0]).shape, attrs[0])
+        return (F.reshape(g, keep) * F.mask(_TiesOver(attrs[0]), xs[0], y),)
+
+
+class _TiesOver:
+    def __init__(self, axis):
+        self.axis = axis
+
+    def __call__(self, x, y):
+        return _ties(x, y, self.axis)
 
 
 class Max(_Extreme):
@@ -336,21 +373,40 @@ def _is_basic(index) -> bool:
     return all(i is None or i is Ellipsis or isinstance(i, int | slice | np.integer) for i in items)
 
 
+class Slot:
+    """In an index template: the place of the n-th index tensor (an op input, not a constant)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+
+
+def fill_index(template, tensors):
+    """The index with each :class:`Slot` replaced by its tensor (or array)."""
+    if isinstance(template, tuple):
+        return tuple(tensors[i.n] if isinstance(i, Slot) else i for i in template)
+    return tensors[template.n] if isinstance(template, Slot) else template
+
+
 class GetItem(Primitive):
-    forward = staticmethod(lambda index, x: (x[index], None))
+    """``x[index]``; integer index arrays that are tensors come in as inputs (attrs: the template)."""
+
+    forward = staticmethod(lambda template, x, *idx: (x[fill_index(template, idx)], None))
 
     @staticmethod
-    def backward(F, g, xs, y, s, index, needs):
-        x = data(xs[0])
-        return (F.scatter_add(g, x.shape, index),)
+    def backward(F, g, xs, y, s, template, needs):
+        gx = F.scatter_add(g, data(xs[0]).shape, fill_index(template, xs[1:]))
+        return (gx,) + (None,) * (len(xs) - 1)
 
 
 class ScatterAdd(Primitive):
     """The adjoint of indexing: zeros of ``shape`` with ``g`` added at ``index``."""
 
     @staticmethod
-    def forward(attrs, g):
-        shape, index = attrs
+    def forward(attrs, g, *idx):
+        shape, template = attrs
+        index = fill_index(template, idx)
         out = np.zeros(shape, dtype=g.dtype)
         if _is_basic(index):
             out[index] = g
@@ -358,7 +414,9 @@ class ScatterAdd(Primitive):
             np.add.at(out, index, g)
         return out, None
 
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (F.getitem(g, attrs[1]),))
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        return (F.getitem(g, fill_index(attrs[1], xs[1:])),) + (None,) * (len(xs) - 1)
 
 
 class Concat(Primitive):
@@ -383,8 +441,8 @@ class Concat(Primitive):
 def _owned(view_op):
     """The same op on a Variable: copy the result, since a view would change under assign()."""
 
-    def forward(attrs, x):
-        out, saved = view_op.forward(attrs, x)
+    def forward(attrs, x, *rest):
+        out, saved = view_op.forward(attrs, x, *rest)
         return np.array(out), saved
 
     return type(view_op.__name__, (view_op,), {"forward": staticmethod(forward)})
@@ -409,6 +467,10 @@ class NP:
     """numpy stand-ins for the differentiable functions backward rules call."""
 
     where = staticmethod(np.where)
+
+    @staticmethod
+    def mask(fn, *xs):
+        return fn(*xs)
     log = staticmethod(np.log)
     exp = staticmethod(np.exp)
     cos = staticmethod(np.cos)

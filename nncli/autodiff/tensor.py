@@ -120,11 +120,7 @@ class Tensor:
     def __abs__(self): return _OPERATORS["abs"](self)
     def __getitem__(self, index): return _OPERATORS["getitem"](self, index)
 
-    # Comparisons give plain boolean arrays: they have no gradient.
-    def __lt__(self, o): return self._data < _raw(o)
-    def __le__(self, o): return self._data <= _raw(o)
-    def __gt__(self, o): return self._data > _raw(o)
-    def __ge__(self, o): return self._data >= _raw(o)
+    # Comparisons (<, <=, >, >=) are set by functional.py: boolean tensors without gradient.
 
     @property
     def T(self) -> Tensor:
@@ -140,10 +136,6 @@ class Tensor:
 
     def mean(self, axis=None, keepdims=False) -> Tensor:
         return _OPERATORS["mean"](self, axis=axis, keepdims=keepdims)
-
-
-def _raw(x):
-    return x._data if isinstance(x, Tensor) else x
 
 
 class Variable(Tensor):
