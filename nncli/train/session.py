@@ -99,6 +99,8 @@ def restore_checkpoint(path: Path, trainer: Trainer) -> dict:
     tensors, meta = load_checkpoint(path)
     weights = {k: v for k, v in tensors.items() if "/" not in k}
     opt_state = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("optimizer/")}
+    if "iterations" in opt_state:  # safetensors stores a 0-d array with shape (1,)
+        opt_state["iterations"] = opt_state["iterations"].reshape(())
     try:
         trainer.model.load_named_weights(weights, source=str(path))
         trainer.optimizer.set_state(opt_state)
@@ -187,7 +189,10 @@ def make_trainer(cfg: Config, parts: Parts, callbacks=()) -> Trainer:
     if data.x_val is not None and len(data.x_val):
         validation = (data.x_val, prepare_targets(parts.loss, data.y_val, units))
     es = cfg.train.early_stopping
-    early = EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode) if es is not None else None
+    early = None
+    if es is not None:  # without a validation part, watch the training value instead
+        monitor = es.monitor[4:] if validation is None and es.monitor.startswith("val_") else es.monitor
+        early = EarlyStopping(monitor, es.patience, es.min_delta, es.mode)
     return Trainer(parts.model, parts.loss, parts.optimizer, dataset, validation=validation,
                    metrics=parts.metrics, epochs=cfg.train.epochs, early_stopping=early,
                    monitor=cfg.train.monitor, compile=cfg.train.compile, callbacks=callbacks)
@@ -237,7 +242,9 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
     recorder = RunRecorder(run, info, columns)
     trainer.callbacks.insert(0, recorder)
     try:
-        with deferred_interrupt(trainer):
+        # A non-finite loss is detected and reported by the trainer; numpy's own warnings
+        # about overflow on the way there would only be noise.
+        with deferred_interrupt(trainer), np.errstate(all="ignore"):
             status = trainer.fit()
     except NonFiniteLoss as err:
         info["error"] = str(err)
