@@ -32,7 +32,7 @@ class UnknownNameError(NncliError, KeyError):
 
 def snake_case(name: str) -> str:
     """``MaxPooling2D`` -> ``max_pooling2d``, ``SGD`` -> ``sgd``."""
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    s = re.sub(r"([a-z])([A-Z])", r"\1_\2", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
     return s.lower()
 
