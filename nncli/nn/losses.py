@@ -59,21 +59,39 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e
 
 
+class _LastSoftmax:
+    """The softmax computed by the latest SparseSoftmaxCrossentropy forward, keyed by the
+    identity of its input arrays. A replayed traced step runs the loss and then its gradient
+    op on the very same arrays; the gradient op reuses this softmax instead of recomputing
+    it. Tensor arrays are never changed in place, so identity means equal values."""
+
+    logits = labels = probs = flat = None
+
+    @classmethod
+    def take(cls, logits, labels):
+        """``(probs, flat labels)`` if they were computed from these arrays, else None; forgets them."""
+        hit = cls.logits is logits and cls.labels is labels
+        found = (cls.probs, cls.flat) if hit else None
+        cls.logits = cls.labels = cls.probs = cls.flat = None
+        return found
+
+
 class SparseSoftmaxCrossentropy(Primitive):
     """mean over rows of ``-log_softmax(logits)[label]``; inputs (logits (..., C), labels (...))."""
 
     @staticmethod
     def forward(attrs, logits, labels):
         x, n, c = _rows(logits)
-        labels = _labels(labels, n, c)
-        rows = np.arange(n)
+        flat = _labels(labels, n, c)
         e = x - x.max(axis=1, keepdims=True)       # (N, C) shifted logits
-        picked = e[rows, labels]                     # (N,)
+        picked = e[np.arange(n), flat]               # (N,)
         np.exp(e, out=e)
         total = e.sum(axis=1)                        # (N,)
         loss = np.mean(np.log(total) - picked) if n else np.zeros((), x.dtype)
         e /= total[:, None]                          # softmax, kept for backward
-        return np.asarray(loss, dtype=x.dtype), (e, labels)
+        memo = _LastSoftmax
+        memo.logits, memo.labels, memo.probs, memo.flat = logits, labels, e, flat
+        return np.asarray(loss, dtype=x.dtype), (e, flat)
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
@@ -96,10 +114,15 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
     @staticmethod
     def forward(attrs, logits, labels, g):
         x, n, c = _rows(logits)
-        flat = _labels(labels, n, c)
         scale = g / max(n, 1)
-        grad = _softmax_rows(x)
-        grad *= scale
+        found = _LastSoftmax.take(logits, labels)
+        if found is not None:
+            probs, flat = found
+            grad = probs * scale  # a copy: a tape may still hold the softmax for its backward
+        else:
+            flat = _labels(labels, n, c)
+            grad = _softmax_rows(x)
+            grad *= scale
         grad[np.arange(n), flat] -= scale
         return grad.reshape(logits.shape), None
 
@@ -120,7 +143,8 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
         gl = p * (u - F.sum(u * p, axis=-1, keepdims=True)) * (g / n) if needs[0] else None
         gg = None
         if needs[2]:
-            unit = apply(SparseSoftmaxCrossentropyGrad, (logits, labels, ad.as_tensor(np.ones((), data(g).dtype))))
+            one = ad.as_tensor(np.ones(()), data(g).dtype)
+            unit = apply(SparseSoftmaxCrossentropyGrad, (logits, labels, one))
             gg = F.sum(u * unit)
         return gl, None, gg
 

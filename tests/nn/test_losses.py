@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import nncli.autodiff as ad
+from nncli.autodiff.tape import apply
 from nncli.autodiff.gradcheck import check_gradients, check_second_order
 from nncli.nn import losses, registry
 
@@ -114,6 +115,43 @@ def test_hessian_vector_product_eager_and_traced_vs_finite_differences():
         np.testing.assert_allclose(eager.numpy(), numeric, atol=1e-7)
         np.testing.assert_allclose(traced(loss, x, labels, ad.Tensor(v, dtype="float64")).numpy(), numeric, atol=1e-7)
     assert traced.trace_count == 1
+
+
+def second_directional(x, w, v):
+    """d/d(x, w) of sum(grad_(x, w) [w * loss] * v), through two nested tapes."""
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    with ad.GradientTape() as outer:
+        outer.watch([x, w])
+        with ad.GradientTape() as inner:
+            inner.watch([x, w])
+            value = w * loss(LABELS, x)
+        gx, gw = inner.gradient(value, [x, w])
+        directional = ad.sum(gx * v) + gw * 0.5
+    return outer.gradient(directional, [x, w])
+
+
+def test_second_order_through_a_scaled_fused_loss_eager_and_traced():
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    result = check_second_order(lambda x, w: w * loss(LABELS, x), [LOGITS, np.array(1.5)])
+    assert result.ok, str(result)
+    x, w = ad.Tensor(LOGITS, dtype="float64"), ad.Tensor(1.5, dtype="float64")
+    v = ad.Tensor(RNG.standard_normal(LOGITS.shape), dtype="float64")
+    eager = second_directional(x, w, v)  # the outer backward runs on arrays
+    traced = ad.function(second_directional)(x, w, v)  # ... and here as ops
+    for a, b in zip(traced, eager):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+def test_gradient_op_with_and_without_the_cached_softmax():
+    x, y, g = ad.Tensor(LOGITS), ad.Tensor(LABELS), ad.Tensor(np.float32(2.0))
+    want = 2.0 * (PROBS - ONEHOT) / 5
+    cold = apply(losses.SparseSoftmaxCrossentropyGrad, (x, y, g))  # computes the softmax itself
+    losses.SparseCategoricalCrossentropy(from_logits=True)(y, x)    # leaves its softmax for x, y
+    warm = apply(losses.SparseSoftmaxCrossentropyGrad, (x, y, g))
+    np.testing.assert_allclose(cold.numpy(), want, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(warm.numpy(), cold.numpy())
+    with pytest.raises(ValueError, match="label 7 is out of range"):
+        apply(losses.SparseSoftmaxCrossentropyGrad, (x, ad.Tensor(np.array([7, 0, 0, 0, 0])), g))
 
 
 @pytest.mark.parametrize("loss", [losses.SparseCategoricalCrossentropy(from_logits=True),
