@@ -383,7 +383,8 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """RMSprop, as Keras: ``v = rho v + (1 - rho) g^2``, ``w -= lr g / sqrt(v + epsilon)``.
 
-    Centered: also ``a = rho a + (1 - rho) g`` and the denominator ``sqrt(v - a^2 + epsilon)``.
+    Centered: also ``a = rho a + (1 - rho) g`` and the denominator ``sqrt(v - a^2 + epsilon)``
+    (``v - a^2`` clamped at 0, where rounding would otherwise give NaN).
     With momentum: ``mo = momentum * mo + increment``, ``w -= mo``.
 
     Args:
@@ -421,6 +422,7 @@ class RMSprop(Optimizer):
             a += work
             np.square(a, out=work)
             np.subtract(v, work, out=work)
+            np.maximum(work, 0.0, out=work)  # v - a^2 >= 0 in exact arithmetic; rounding can dip below
             work += self.epsilon
         else:
             np.add(v, self.epsilon, out=work)
