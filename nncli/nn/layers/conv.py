@@ -20,7 +20,10 @@ from numpy.lib.stride_tricks import as_strided
 import nncli.autodiff as ad
 from nncli.autodiff.ops import NP, Primitive
 from nncli.autodiff.tape import apply
-from nncli.errors import ConfigError
+from nncli.nn import activations, initializers
+from nncli.nn.layers.core import config_name
+from nncli.nn.module import Layer
+from nncli.nn.registry import register
 
 # -- geometry ------------------------------------------------------------------
 
@@ -28,8 +31,9 @@ from nncli.errors import ConfigError
 def as_pair(value, name: str) -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``[2, 3]`` -> ``(2, 3)``; every entry a positive int."""
     pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in pair):
-        raise ConfigError(f"{name} must be a positive integer or a pair of them, found {value!r}")
+    if len(pair) != 2 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0
+                                 for v in pair):
+        raise ValueError(f"{name} must be a positive integer or a pair of them, found {value!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -49,10 +53,10 @@ def padding_and_size(size: int, k: int, stride: int, dilation: int, padding: str
         total = max((out - 1) * stride + span - size, 0)
         pads = (total // 2, total - total // 2)
     else:
-        raise ConfigError(f"padding must be 'valid' or 'same', found {padding!r}")
+        raise ValueError(f"padding must be 'valid', 'same' or (1-D only) 'causal', found {padding!r}")
     out = (size + pads[0] + pads[1] - span) // stride + 1
     if out < 1:
-        raise ConfigError(f"an input of size {size} is smaller than the kernel's receptive field "
+        raise ValueError(f"an input of size {size} is smaller than the kernel's receptive field "
                           f"({span} = dilation {dilation} x (kernel {k} - 1) + 1) with padding '{padding}'")
     return pads, out
 
@@ -68,54 +72,71 @@ def _out_size(padded: tuple[int, int], k: tuple[int, int], strides, dilation) ->
     return tuple((n - d * (kk - 1) - 1) // s + 1 for n, kk, s, d in zip(padded, k, strides, dilation))
 
 
-def _im2col(x: np.ndarray, k: tuple[int, int], strides, dilation, pads) -> np.ndarray:
-    """Every receptive field of ``x`` (b, h, w, c) as a row: (b, oh, ow, kh * kw * c), one copy."""
+def _im2col(x: np.ndarray, k: tuple[int, int], strides, dilation, pads, ones: bool = False) -> np.ndarray:
+    """Every receptive field of ``x`` (b, h, w, c) as a row: (b, oh, ow, kh * kw * c), in one copy.
+
+    With ``ones``, a last column of ones is appended, so that one matmul also adds the bias.
+    """
     xp = _pad(x, pads)
     b, hp, wp, c = xp.shape
     oh, ow = _out_size((hp, wp), k, strides, dilation)
-    sb, sh, sw, sc = xp.strides
-    view = as_strided(xp, (b, oh, ow, k[0], k[1], c),
-                      (sb, sh * strides[0], sw * strides[1], sh * dilation[0], sw * dilation[1], sc),
-                      writeable=False)  # (b, oh, ow, kh, kw, c), no copy
-    return np.ascontiguousarray(view).reshape(b, oh, ow, k[0] * k[1] * c)
+    size = k[0] * k[1] * c
+    buf = np.empty((b, oh, ow, size + ones), dtype=x.dtype)
+    if ones:
+        buf[..., size] = 1
+    cols = np.reshape(buf[..., :size], (b, oh, ow, k[0], k[1], c), copy=False)  # a view into buf
+    if c == 1:  # one channel (a first layer): kh * kw slice copies beat the 6-d strided copy 3x
+        for i in range(k[0]):
+            for j in range(k[1]):
+                r, s = i * dilation[0], j * dilation[1]
+                cols[..., i, j, 0] = xp[:, r:r + strides[0] * (oh - 1) + 1:strides[0],
+                                        s:s + strides[1] * (ow - 1) + 1:strides[1], 0]
+    else:
+        sb, sh, sw, sc = xp.strides
+        view = as_strided(xp, (b, oh, ow, k[0], k[1], c),
+                          (sb, sh * strides[0], sw * strides[1], sh * dilation[0], sw * dilation[1], sc),
+                          writeable=False)  # (b, oh, ow, kh, kw, c), no copy
+        np.copyto(cols, view)
+    return buf
 
 
-def _col2im(cols: np.ndarray, x_shape, strides, dilation, pads) -> np.ndarray:
-    """The adjoint of ``_im2col``: add each row's (kh, kw, c) entries back where they came from.
+def _conv(x, w, b, strides, dilation, pads):
+    """``conv(x, w) (+ b)`` and the patches (with their ones column when there is a bias)."""
+    f = w.shape[-1]
+    cols = _im2col(x, w.shape[:2], strides, dilation, pads, ones=b is not None)  # (b, oh, ow, K [+ 1])
+    kernel = w.reshape(-1, f) if b is None else np.concatenate([w.reshape(-1, f), b.reshape(1, f)])
+    out = cols.reshape(-1, cols.shape[-1]) @ kernel  # one BLAS call: (b*oh*ow, K [+ 1]) @ (K [+ 1], f)
+    return out.reshape(cols.shape[:3] + (f,)), cols
 
-    ``cols`` is (b, oh, ow, kh, kw, c); one strided add per kernel offset, none per pixel.
+
+def _input_grad(g, w, x_shape, strides, dilation, pads):
+    """The transposed convolution: each kernel offset's ``g @ w[i, j].T`` added where it was read.
+
+    One small matmul and one strided add per kernel offset (kh * kw of them), none per pixel;
+    no (b*oh*ow, kh*kw*c) intermediate.
     """
-    b, h, w, c = x_shape
+    kh, kw, c, f = w.shape
+    b, h, width, _ = x_shape
     (top, bottom), (left, right) = pads
-    _, oh, ow, kh, kw, _ = cols.shape
-    dxp = np.zeros((b, h + top + bottom, w + left + right, c), dtype=cols.dtype)
+    _, oh, ow, _ = g.shape
+    dxp = np.zeros((b, h + top + bottom, width + left + right, c), dtype=g.dtype)
+    g2 = g.reshape(-1, f)  # (b*oh*ow, f)
     sh, sw = strides
     for i in range(kh):
         r = i * dilation[0]
         for j in range(kw):
             s = j * dilation[1]
-            dxp[:, r:r + sh * (oh - 1) + 1:sh, s:s + sw * (ow - 1) + 1:sw, :] += cols[:, :, :, i, j, :]
-    return dxp[:, top:top + h, left:left + w, :]
+            dxp[:, r:r + sh * (oh - 1) + 1:sh, s:s + sw * (ow - 1) + 1:sw, :] += \
+                (g2 @ w[i, j].T).reshape(b, oh, ow, c)
+    return dxp[:, top:top + h, left:left + width, :]
 
 
-def _conv(x, w, strides, dilation, pads):
-    cols = _im2col(x, w.shape[:2], strides, dilation, pads)  # (b, oh, ow, K)
-    out = cols.reshape(-1, cols.shape[-1]) @ w.reshape(-1, w.shape[-1])  # one BLAS call
-    return out.reshape(cols.shape[:3] + (w.shape[-1],)), cols
+def _filter_grad(cols, g):
+    """``cols^T @ g``: (K [+ 1], f), the kernel's gradient (and the bias's, from the ones column)."""
+    return cols.reshape(-1, cols.shape[-1]).T @ g.reshape(-1, g.shape[-1])
 
 
-def _input_grad(g, w, x_shape, strides, dilation, pads):
-    kh, kw, c, f = w.shape
-    cols = g.reshape(-1, f) @ w.reshape(-1, f).T  # (b*oh*ow, kh*kw*c)
-    return _col2im(cols.reshape(g.shape[:3] + (kh, kw, c)), x_shape, strides, dilation, pads)
-
-
-def _filter_grad(cols, g, w_shape):
-    f = g.shape[-1]
-    return (cols.reshape(-1, cols.shape[-1]).T @ g.reshape(-1, f)).reshape(w_shape)
-
-
-# -- primitives: attrs = (strides, dilation, pads[, shape]) ---------------------
+# -- primitives: attrs = (strides, dilation, pads, relu | shape) -----------------
 
 
 def _run(F, op, inputs, attrs):
@@ -126,21 +147,44 @@ def _run(F, op, inputs, attrs):
 
 
 class Conv2DOp(Primitive):
-    """``y = conv(x, w)``: x (b, h, w, c), w (kh, kw, c, f) -> (b, oh, ow, f)."""
+    """``y = conv(x, w) [+ b]``, then relu when attrs[3]: x (b, h, w, c), w (kh, kw, c, f), b (f,)."""
 
     @staticmethod
-    def forward(attrs, x, w):
-        return _conv(x, w, *attrs)
+    def forward(attrs, x, w, b=None):
+        y, cols = _conv(x, w, b, *attrs[:3])
+        if attrs[3]:
+            np.maximum(y, 0, out=y)
+        return y, cols
 
     @staticmethod
     def backward(F, g, xs, y, cols, attrs, needs):
-        x, w = xs
-        if F is NP:  # first order: reuse the saved patches
-            dx = _input_grad(g, w, x.shape, *attrs) if needs[0] else None
-            return dx, (_filter_grad(cols, g, w.shape) if needs[1] else None)
-        dx = apply(Conv2DBackpropInput, (g, w), attrs + (x.shape,)) if needs[0] else None
-        dw = apply(Conv2DBackpropFilter, (x, g), attrs + (w.shape,)) if needs[1] else None
-        return dx, dw
+        x, w = xs[0], xs[1]
+        bias, geometry = len(xs) == 3, attrs[:3]
+        if attrs[3]:
+            g = _run(F, ReluMask, (g, y), None)
+        if F is NP:  # first order: reuse the saved patches; one matmul gives dw and db
+            dx = _input_grad(g, w, x.shape, *geometry) if needs[0] else None
+            if not any(needs[1:]):
+                return (dx, None, None)[:len(xs)]
+            dwb = _filter_grad(cols, g)  # (K [+ 1], f)
+            if not bias:
+                return dx, dwb.reshape(w.shape)
+            return dx, dwb[:-1].reshape(w.shape), dwb[-1]
+        dx = apply(Conv2DBackpropInput, (g, w), geometry + (x.shape,)) if needs[0] else None
+        dw = apply(Conv2DBackpropFilter, (x, g), geometry + (w.shape,)) if needs[1] else None
+        if not bias:
+            return dx, dw
+        return dx, dw, (F.sum(g, axis=(0, 1, 2)) if needs[2] else None)
+
+
+class ReluMask(Primitive):
+    """``g * (y > 0)``: a gradient through a fused relu whose output is y (no gradient for y)."""
+
+    forward = staticmethod(lambda attrs, g, y: (g * (y > 0), None))
+
+    @staticmethod
+    def backward(F, h, xs, y, saved, attrs, needs):
+        return _run(F, ReluMask, (h, xs[1]), None), None
 
 
 class Conv2DBackpropInput(Primitive):
@@ -153,7 +197,7 @@ class Conv2DBackpropInput(Primitive):
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
         g, w = xs  # <h, dx(g, w)> = <conv(h, w), g>
-        dg = _run(F, Conv2DOp, (h, w), attrs[:3]) if needs[0] else None
+        dg = _run(F, Conv2DOp, (h, w), attrs[:3] + (False,)) if needs[0] else None
         dw = _run(F, Conv2DBackpropFilter, (h, g), attrs[:3] + (w.shape,)) if needs[1] else None
         return dg, dw
 
@@ -165,13 +209,13 @@ class Conv2DBackpropFilter(Primitive):
     def forward(attrs, x, g):
         strides, dilation, pads, w_shape = attrs
         cols = _im2col(x, w_shape[:2], strides, dilation, pads)
-        return _filter_grad(cols, g, w_shape), None
+        return _filter_grad(cols, g).reshape(w_shape), None
 
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
         x, g = xs  # <h, dw(x, g)> = <conv(x, h), g>
         dx = _run(F, Conv2DBackpropInput, (g, h), attrs[:3] + (x.shape,)) if needs[0] else None
-        dg = _run(F, Conv2DOp, (x, h), attrs[:3]) if needs[1] else None
+        dg = _run(F, Conv2DOp, (x, h), attrs[:3] + (False,)) if needs[1] else None
         return dx, dg
 
 
@@ -188,8 +232,15 @@ def _check(x: ad.Tensor, kernel: ad.Tensor, rank: int, name: str) -> None:
         raise TypeError(f"{name}: input dtype {x.dtype} differs from kernel dtype {kernel.dtype}")
 
 
+def _same_dtype(bias, x, name):
+    bias = ad.as_tensor(bias)
+    if bias.dtype != x.dtype or bias.ndim != 1:
+        raise ValueError(f"{name}: the bias must be a vector of dtype {x.dtype}, found {bias.dtype} {bias.shape}")
+    return bias
+
+
 def conv2d(x, kernel, strides: int | tuple[int, int] = 1, padding: str = "valid",
-           dilation_rate: int | tuple[int, int] = 1) -> ad.Tensor:
+           dilation_rate: int | tuple[int, int] = 1, bias=None, relu: bool = False) -> ad.Tensor:
     """2-D cross-correlation of NHWC ``x`` with ``kernel`` (kh, kw, in, out), as Keras computes it.
 
     Args:
@@ -197,6 +248,8 @@ def conv2d(x, kernel, strides: int | tuple[int, int] = 1, padding: str = "valid"
         kernel: (kh, kw, in, out) tensor.
         strides, dilation_rate: an int or a pair (rows, columns).
         padding: "valid" (none) or "same" (output size ``ceil(in / stride)``).
+        bias: an optional (out,) tensor added to every output (inside the same matmul).
+        relu: apply relu to the result in place (fused: no extra array, and a cheap backward).
 
     Example:
         >>> conv2d(np.ones((1, 5, 5, 1), "f4"), np.ones((3, 3, 1, 2), "f4"), padding="same").shape
@@ -204,16 +257,21 @@ def conv2d(x, kernel, strides: int | tuple[int, int] = 1, padding: str = "valid"
     """
     x, kernel = ad.as_tensor(x), ad.as_tensor(kernel)
     _check(x, kernel, 2, "conv2d")
+    if padding not in ("valid", "same"):
+        raise ValueError(f"conv2d padding must be 'valid' or 'same', found {padding!r}")
     strides, dilation = as_pair(strides, "strides"), as_pair(dilation_rate, "dilation_rate")
     pads = tuple(padding_and_size(n, k, s, d, padding)[0]
                  for n, k, s, d in zip(x.shape[1:3], kernel.shape[:2], strides, dilation))
-    return apply(Conv2DOp, (x, kernel), (strides, dilation, pads))
+    inputs = (x, kernel) if bias is None else (x, kernel, _same_dtype(bias, x, "conv2d"))
+    return apply(Conv2DOp, inputs, (strides, dilation, pads, bool(relu)))
 
 
-def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: int = 1) -> ad.Tensor:
+def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: int = 1, bias=None,
+           relu: bool = False) -> ad.Tensor:
     """1-D cross-correlation of ``x`` (batch, steps, in) with ``kernel`` (k, in, out).
 
-    ``padding`` is "valid", "same" or "causal" (left padding only: output t sees inputs <= t).
+    ``padding`` is "valid", "same" or "causal" (left padding only: output t sees inputs <= t);
+    ``bias`` an optional (out,) tensor; ``relu`` applies relu, fused, as in :func:`conv2d`.
 
     Example:
         >>> conv1d(np.ones((2, 10, 3), "f4"), np.ones((3, 3, 4), "f4"), strides=2).shape
@@ -224,5 +282,131 @@ def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: i
     pads, _ = padding_and_size(x.shape[1], kernel.shape[0], strides, dilation_rate, padding)
     x4 = ad.reshape(x, (x.shape[0], 1) + x.shape[1:])  # a height-1 image
     k4 = ad.reshape(kernel, (1,) + kernel.shape)
-    y = apply(Conv2DOp, (x4, k4), ((1, strides), (1, dilation_rate), ((0, 0), pads)))
+    inputs = (x4, k4) if bias is None else (x4, k4, _same_dtype(bias, x, "conv1d"))
+    y = apply(Conv2DOp, inputs, ((1, strides), (1, dilation_rate), ((0, 0), pads), bool(relu)))
     return ad.reshape(y, (y.shape[0],) + y.shape[2:])
+
+
+# -- the layers ----------------------------------------------------------------------
+
+
+class _Conv(Layer):
+    """What Conv1D and Conv2D share; ``rank`` is the number of spatial axes."""
+
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                 kernel_initializer, bias_initializer, *, name, trainable, dtype):
+        super().__init__(name=name, trainable=trainable, dtype=dtype)
+        kind = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, int | np.integer) or filters < 1:
+            raise ValueError(f"{kind} filters must be a positive integer, found {filters!r}")
+        allowed = ("valid", "same", "causal") if self.rank == 1 else ("valid", "same")
+        if padding not in allowed:
+            raise ValueError(f"{kind} padding must be one of {', '.join(allowed)}, found {padding!r}")
+        self.filters, self.padding = int(filters), padding
+        if self.rank == 1:
+            self.kernel_size, self.strides, self.dilation_rate = (
+                as_pair(v, f"{kind} {n}")[0] for v, n in
+                ((kernel_size, "kernel_size"), (strides, "strides"), (dilation_rate, "dilation_rate")))
+        else:
+            self.kernel_size = as_pair(kernel_size, f"{kind} kernel_size")
+            self.strides = as_pair(strides, f"{kind} strides")
+            self.dilation_rate = as_pair(dilation_rate, f"{kind} dilation_rate")
+        self.activation, self.use_bias = activation, bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self._activation = activations.get(activation)
+        self._relu = getattr(self._activation, "_registry_name", None) == "relu"  # fused into the conv op
+        initializers.get(kernel_initializer), initializers.get(bias_initializer)  # fail early on a typo
+
+    def _per_axis(self, value) -> tuple[int, ...]:
+        return (value,) if self.rank == 1 else value
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != self.rank + 1:
+            axes = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
+            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs {axes} per sample, "
+                             f"found shape {tuple(input_shape)}")
+        self.compute_output_shape(input_shape)  # too small an input fails here, not in the first call
+        shape = (*self._per_axis(self.kernel_size), input_shape[-1], self.filters)
+        self.kernel = self.add_weight("kernel", shape, self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+
+    def call(self, inputs, training: bool = False):
+        conv = conv1d if self.rank == 1 else conv2d
+        bias = self.bias if self.use_bias else None
+        y = conv(inputs, self.kernel, self.strides, self.padding, self.dilation_rate, bias, relu=self._relu)
+        return y if self._relu else self._activation(y)
+
+    def compute_output_shape(self, input_shape):
+        sizes = [padding_and_size(n, k, s, d, self.padding)[1] for n, k, s, d in zip(
+            input_shape[:-1], self._per_axis(self.kernel_size), self._per_axis(self.strides),
+            self._per_axis(self.dilation_rate))]
+        return (*sizes, self.filters)
+
+    def get_config(self) -> dict:
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        return {"filters": self.filters, "kernel_size": plain(self.kernel_size), "strides": plain(self.strides),
+                "padding": self.padding, "dilation_rate": plain(self.dilation_rate),
+                "activation": config_name(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": config_name(self.kernel_initializer),
+                "bias_initializer": config_name(self.bias_initializer), **super().get_config()}
+
+
+@register("layers")
+class Conv1D(_Conv):
+    """1-D convolution over (batch, steps, channels): ``activation(conv1d(x, kernel) + bias)``.
+
+    Weights: ``kernel (kernel_size, in, filters)``, ``bias (filters,)``.
+
+    Args:
+        filters: output channels.
+        kernel_size, strides, dilation_rate: positive integers.
+        padding: "valid", "same" (``ceil(steps / strides)`` outputs) or "causal" (left padding).
+        activation: a registered activation name; None for linear.
+        use_bias, kernel_initializer, bias_initializer: as in Dense.
+
+    Example:
+        >>> Conv1D(8, 3, padding="same")(np.ones((2, 10, 4), np.float32)).shape
+        (2, 10, 8)
+    """
+
+    rank = 1
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1,
+                 padding: Literal["valid", "same", "causal"] = "valid", dilation_rate: int = 1,
+                 activation: str | None = None, use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 bias_initializer: str = "zeros", *, name: str | None = None, trainable: bool = True,
+                 dtype: str | None = None):
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                         kernel_initializer, bias_initializer, name=name, trainable=trainable, dtype=dtype)
+
+
+@register("layers")
+class Conv2D(_Conv):
+    """2-D convolution over NHWC images: ``activation(conv2d(x, kernel) + bias)``.
+
+    Weights: ``kernel (kh, kw, in, filters)``, ``bias (filters,)``.
+
+    Args:
+        filters: output channels.
+        kernel_size, strides, dilation_rate: an int or a pair ``[rows, columns]``.
+        padding: "valid" or "same" (``ceil(size / strides)`` outputs, extra padding bottom/right).
+        activation: a registered activation name; None for linear.
+        use_bias, kernel_initializer, bias_initializer: as in Dense.
+
+    Example:
+        >>> Conv2D(32, 3, activation="relu")(np.ones((64, 28, 28, 1), np.float32)).shape
+        (64, 26, 26, 32)
+    """
+
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int], strides: int | tuple[int, int] = 1,
+                 padding: Literal["valid", "same"] = "valid", dilation_rate: int | tuple[int, int] = 1,
+                 activation: str | None = None, use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 bias_initializer: str = "zeros", *, name: str | None = None, trainable: bool = True,
+                 dtype: str | None = None):
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+                         kernel_initializer, bias_initializer, name=name, trainable=trainable, dtype=dtype)

@@ -17,7 +17,8 @@ import numpy as np
 import nncli.autodiff as ad
 from nncli.autodiff.ops import NP, Primitive
 from nncli.autodiff.tape import apply
-from nncli.errors import ConfigError
+from nncli.nn.module import Layer
+from nncli.nn.registry import register
 from nncli.nn.layers.conv import as_pair, padding_and_size
 
 # -- raw numpy kernels: attrs = (pool, strides, pads) -------------------------
@@ -59,11 +60,14 @@ def _max_pool(x, pool, strides, pads):
 
 def _winners(xp, y, pool, strides):
     """(index, mask) per offset: where that offset holds its window's first maximum."""
-    taken = np.zeros(y.shape, dtype=bool)
+    taken = None
     for index in _windows(xp.shape[1:3], pool, strides):
         win = xp[index] == y
-        win &= ~taken
-        taken |= win
+        if taken is None:
+            taken = win.copy()
+        else:
+            np.greater(win, taken, out=win)  # win and not taken: a tie loses to an earlier offset
+            taken |= win
         yield index, win
 
 
@@ -71,8 +75,12 @@ def _max_route(x, y, g, pool, strides, pads):
     """The max pool's input gradient: each window's ``g`` added at its winner."""
     xp = _pad(x, pads, -np.inf)
     dxp = np.zeros(xp.shape, dtype=g.dtype)
+    disjoint = strides[0] >= pool[0] and strides[1] >= pool[1]  # each input in at most one window
     for index, win in _winners(xp, y, pool, strides):
-        dxp[index] += np.where(win, g, 0)
+        if disjoint:
+            np.multiply(g, win, out=dxp[index])
+        else:
+            dxp[index] += g * win
     return _crop(dxp, pads)
 
 
@@ -81,7 +89,7 @@ def _max_gather(x, y, h, pool, strides, pads):
     xp, hp = _pad(x, pads, -np.inf), _pad(h, pads, 0)
     out = np.zeros(y.shape, dtype=h.dtype)
     for index, win in _winners(xp, y, pool, strides):
-        out += np.where(win, hp[index], 0)
+        out += hp[index] * win
     return out
 
 
@@ -183,7 +191,7 @@ def _attrs(x: ad.Tensor, rank: int, pool_size, strides, padding: str, name: str)
     pool = as_pair(pool_size, "pool_size")
     strides = pool if strides is None else as_pair(strides, "strides")
     if padding not in ("valid", "same"):
-        raise ConfigError(f"padding must be 'valid' or 'same', found {padding!r}")
+        raise ValueError(f"padding must be 'valid' or 'same', found {padding!r}")
     pads = tuple(padding_and_size(n, k, s, 1, padding)[0] for n, k, s in zip(x.shape[1:3], pool, strides))
     return pool, strides, pads
 
@@ -244,3 +252,222 @@ def avg_pool1d(x, pool_size: int = 2, strides: int | None = None, padding: str =
         array([2., 1.], dtype=float32)
     """
     return _pool1d(AvgPool2DOp, x, pool_size, strides, padding, "avg_pool1d")
+
+
+# -- the layers ----------------------------------------------------------------------
+
+
+class _Pool(Layer):
+    """What the windowed pools share; ``rank`` spatial axes, ``op`` the pooling function."""
+
+    rank = 2
+    op = None
+
+    def __init__(self, pool_size, strides, padding, *, name, trainable, dtype):
+        super().__init__(name=name, trainable=trainable, dtype=dtype)
+        kind = type(self).__name__
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{kind} padding must be 'valid' or 'same', found {padding!r}")
+        pool = as_pair(pool_size, f"{kind} pool_size")
+        step = None if strides is None else as_pair(strides, f"{kind} strides")
+        if self.rank == 1:
+            self.pool_size, self.strides = pool[0], None if step is None else step[0]
+        else:
+            self.pool_size, self.strides = pool, step
+        self.padding = padding
+
+    def _per_axis(self, value) -> tuple[int, ...]:
+        return (value,) if self.rank == 1 else value
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != self.rank + 1:
+            axes = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
+            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs {axes} per sample, "
+                             f"found shape {tuple(input_shape)}")
+        self.compute_output_shape(input_shape)  # too small an input fails at build time
+
+    def call(self, inputs, training: bool = False):
+        return type(self).op(inputs, self.pool_size, self.strides, self.padding)
+
+    def compute_output_shape(self, input_shape):
+        pool = self._per_axis(self.pool_size)
+        strides = pool if self.strides is None else self._per_axis(self.strides)
+        sizes = [padding_and_size(n, k, s, 1, self.padding)[1] for n, k, s in zip(input_shape[:-1], pool, strides)]
+        return (*sizes, input_shape[-1])
+
+    def get_config(self) -> dict:
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        return {"pool_size": plain(self.pool_size), "strides": plain(self.strides), "padding": self.padding,
+                **super().get_config()}
+
+
+@register("layers")
+class MaxPooling2D(_Pool):
+    """Max over windows of NHWC images; the gradient goes to each window's first maximum.
+
+    Args:
+        pool_size: the window, an int or ``[rows, columns]``.
+        strides: the step, likewise; None means ``pool_size`` (windows side by side).
+        padding: "valid" (windows inside the input) or "same" (``ceil(size / strides)`` outputs).
+
+    Example:
+        >>> MaxPooling2D(2)(np.ones((64, 26, 26, 32), np.float32)).shape
+        (64, 13, 13, 32)
+    """
+
+    op = staticmethod(max_pool2d)
+
+    def __init__(self, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
+                 padding: Literal["valid", "same"] = "valid", *, name: str | None = None,
+                 trainable: bool = True, dtype: str | None = None):
+        super().__init__(pool_size, strides, padding, name=name, trainable=trainable, dtype=dtype)
+
+
+@register("layers")
+class AveragePooling2D(_Pool):
+    """Mean over windows of NHWC images; "same" padding is left out of each mean (as Keras).
+
+    Args:
+        pool_size, strides, padding: as in MaxPooling2D.
+
+    Example:
+        >>> AveragePooling2D(2)(np.ones((8, 6, 6, 3), np.float32)).shape
+        (8, 3, 3, 3)
+    """
+
+    op = staticmethod(avg_pool2d)
+
+    def __init__(self, pool_size: int | tuple[int, int] = 2, strides: int | tuple[int, int] | None = None,
+                 padding: Literal["valid", "same"] = "valid", *, name: str | None = None,
+                 trainable: bool = True, dtype: str | None = None):
+        super().__init__(pool_size, strides, padding, name=name, trainable=trainable, dtype=dtype)
+
+
+@register("layers")
+class MaxPooling1D(_Pool):
+    """Max over windows of steps of (batch, steps, channels).
+
+    Args:
+        pool_size: the window; strides: the step (None: ``pool_size``); padding: "valid" or "same".
+
+    Example:
+        >>> MaxPooling1D(3)(np.ones((4, 12, 5), np.float32)).shape
+        (4, 4, 5)
+    """
+
+    rank = 1
+    op = staticmethod(max_pool1d)
+
+    def __init__(self, pool_size: int = 2, strides: int | None = None, padding: Literal["valid", "same"] = "valid",
+                 *, name: str | None = None, trainable: bool = True, dtype: str | None = None):
+        super().__init__(pool_size, strides, padding, name=name, trainable=trainable, dtype=dtype)
+
+
+@register("layers")
+class AveragePooling1D(_Pool):
+    """Mean over windows of steps of (batch, steps, channels); padding left out of each mean.
+
+    Args:
+        pool_size: the window; strides: the step (None: ``pool_size``); padding: "valid" or "same".
+
+    Example:
+        >>> AveragePooling1D(2)(np.ones((4, 12, 5), np.float32)).shape
+        (4, 6, 5)
+    """
+
+    rank = 1
+    op = staticmethod(avg_pool1d)
+
+    def __init__(self, pool_size: int = 2, strides: int | None = None, padding: Literal["valid", "same"] = "valid",
+                 *, name: str | None = None, trainable: bool = True, dtype: str | None = None):
+        super().__init__(pool_size, strides, padding, name=name, trainable=trainable, dtype=dtype)
+
+
+class _GlobalPool(Layer):
+    """A mean or max over every spatial axis: (batch, ..., channels) -> (batch, channels)."""
+
+    rank = 2
+    reduce = None
+
+    def __init__(self, keepdims: bool = False, *, name: str | None = None, trainable: bool = True,
+                 dtype: str | None = None):
+        super().__init__(name=name, trainable=trainable, dtype=dtype)
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs of {self.rank + 1} axes per "
+                             f"sample, found shape {tuple(input_shape)}")
+
+    def call(self, inputs, training: bool = False):
+        return type(self).reduce(inputs, axis=tuple(range(1, self.rank + 1)), keepdims=self.keepdims)
+
+    def compute_output_shape(self, input_shape):
+        return (*(1,) * self.rank, input_shape[-1]) if self.keepdims else (input_shape[-1],)
+
+    def get_config(self) -> dict:
+        return {"keepdims": self.keepdims, **super().get_config()}
+
+
+@register("layers")
+class GlobalAveragePooling2D(_GlobalPool):
+    """The mean over height and width of each channel: (batch, h, w, channels) -> (batch, channels).
+
+    Args:
+        keepdims: keep the reduced axes, with size 1.
+
+    Example:
+        >>> GlobalAveragePooling2D()(np.ones((2, 5, 5, 3), np.float32)).shape
+        (2, 3)
+    """
+
+    reduce = staticmethod(ad.mean)
+
+
+@register("layers")
+class GlobalMaxPooling2D(_GlobalPool):
+    """The max over height and width of each channel: (batch, h, w, channels) -> (batch, channels).
+
+    Args:
+        keepdims: keep the reduced axes, with size 1.
+
+    Example:
+        >>> GlobalMaxPooling2D()(np.ones((2, 5, 5, 3), np.float32)).shape
+        (2, 3)
+    """
+
+    reduce = staticmethod(ad.max)
+
+
+@register("layers")
+class GlobalAveragePooling1D(_GlobalPool):
+    """The mean over the steps of each channel: (batch, steps, channels) -> (batch, channels).
+
+    Args:
+        keepdims: keep the reduced axes, with size 1.
+
+    Example:
+        >>> GlobalAveragePooling1D()(np.ones((2, 7, 3), np.float32)).shape
+        (2, 3)
+    """
+
+    rank = 1
+    reduce = staticmethod(ad.mean)
+
+
+@register("layers")
+class GlobalMaxPooling1D(_GlobalPool):
+    """The max over the steps of each channel: (batch, steps, channels) -> (batch, channels).
+
+    Args:
+        keepdims: keep the reduced axes, with size 1.
+
+    Example:
+        >>> GlobalMaxPooling1D()(np.ones((2, 7, 3), np.float32)).shape
+        (2, 3)
+    """
+
+    rank = 1
+    reduce = staticmethod(ad.max)
