@@ -27,6 +27,10 @@ class DataError(NncliError):
     """A data file or data set that cannot be used as given."""
 
 
+class LabelError(DataError):
+    """A label that is not one of the model's classes."""
+
+
 class ExpressionError(NncliError):
     """An expression for ``nncli grad`` that is not allowed or does not parse."""
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
 from nncli.data.loaders import did_you_mean, file_kind, is_number, is_positive_int, load_file
-from nncli.errors import DataError
+from nncli.errors import DataError, LabelError
 
 NORMALIZE_KINDS = ("none", "standard", "minmax")
 
@@ -122,7 +122,7 @@ def _check_labels(y: np.ndarray, num_classes: int, where, source_desc: str) -> n
         i = int(np.argmax(bad))
         value = y[i].item()
         shown = int(value) if value == round(value) else value
-        raise DataError(f"label {shown} is not a class: expected an integer in [0, {num_classes}) "
+        raise LabelError(f"label {shown} is not a class: expected an integer in [0, {num_classes}) "
                         f"(num_classes = {num_classes})", where(i))
     return y.astype(np.int64)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from nncli import nn
 from nncli.data import PreparedData, prepare_data
-from nncli.errors import ConfigError, NncliError
+from nncli.errors import ConfigError, LabelError, NncliError
 from nncli.nn import registry
 
 
@@ -32,12 +32,27 @@ def _params(spec: dict) -> tuple[str, dict]:
     return spec.pop("type"), spec
 
 
+class LayerBuildError(ValueError):
+    """Layer ``index`` of a Sequential config could not be made."""
+
+    def __init__(self, index: int, err: Exception):
+        self.index = index
+        super().__init__(str(err))
+
+
 def build_model(model_spec: dict, dtype=None) -> nn.Model:
     """The model a config's ``model:`` section describes, built for its input shape."""
     kind, params = _params(model_spec)
     if registry.lookup("models", kind) is nn.Sequential:
-        layers = [dict(layer, dtype=str(np.dtype(dtype))) if dtype is not None else layer
-                  for layer in params["layers"]]
+        layers = []
+        for i, spec in enumerate(params["layers"]):
+            spec = {"type": spec} if isinstance(spec, str) else dict(spec)
+            if dtype is not None:
+                spec["dtype"] = str(np.dtype(dtype))
+            try:
+                layers.append(nn.layer_from_config(spec))
+            except (TypeError, ValueError) as err:
+                raise LayerBuildError(i, err) from None
         return nn.Sequential(layers, input_shape=params.get("input_shape"))
     cls = registry.get("models", kind)
     if dtype is not None:
@@ -102,6 +117,8 @@ def build(cfg, with_data: bool = True) -> Parts:
         metrics = build_metrics(cfg.train.metrics, loss)
     except NncliError:
         raise
+    except LayerBuildError as err:
+        raise cfg.error(f"model.layers[{err.index}]", f"the layer cannot be built: {err}") from None
     except (TypeError, ValueError) as err:
         raise cfg.error("model", f"the model cannot be built: {err}") from None
     parts = Parts(model, loss, optimizer, metrics)
@@ -111,13 +128,23 @@ def build(cfg, with_data: bool = True) -> Parts:
     source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
     labels = str(cfg.resolve_path(d.labels)) if d.labels else None
     units = output_units(model)
-    data = prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
-                        x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
-                        validation_split=d.validation_split, test_split=d.test_split,
-                        normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units))
+    try:
+        data = prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
+                            x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
+                            validation_split=d.validation_split, test_split=d.test_split,
+                            normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units))
+    except LabelError as err:  # say which part of the config sets the number of classes
+        raise cfg.error(_last_units_path(cfg), f"the model has {units} outputs, but {err}") from None
     check_fit(cfg, model, loss, data, units)
     parts.data = data
     return parts
+
+
+def _last_units_path(cfg) -> str:
+    layers = cfg.model.get("layers")
+    if isinstance(layers, list) and layers:
+        return f"model.layers[{len(layers) - 1}]"
+    return "model"
 
 
 def _builtin_names():
