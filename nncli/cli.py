@@ -504,20 +504,22 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 60:
-        return f"{seconds:.1f}s"
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
-def _final_metrics(final: dict) -> str:
-    """The final validation metrics (else the training ones), without the losses and lr."""
-    shown = {k: v for k, v in final.items() if k.startswith("val_") and k != "val_loss"}
-    shown = shown or {k: v for k, v in final.items() if k not in ("loss", "val_loss", "lr")}
-    return ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if v is not None) or "-"
+def _final_columns(rows: list[dict]) -> list[str]:
+    """The final metrics worth a column: validation ones (else training ones), without losses and lr."""
+    names = list(dict.fromkeys(k for r in rows for k in (r.get("final") or {})))
+    shown = [k for k in names if k.startswith("val_") and k != "val_loss"]
+    return shown or [k for k in names if k not in ("loss", "val_loss", "lr")]
 
 
 def _render_runs(rows: list[dict], runs_dir: str) -> None:
+    from rich import box
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.markup import escape
     from rich.table import Table
 
@@ -525,22 +527,34 @@ def _render_runs(rows: list[dict], runs_dir: str) -> None:
     if not rows:
         console.print(f"no runs in {escape(runs_dir)}/ yet: train one with 'nncli train CONFIG'")
         return
-    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {escape(runs_dir)}/, newest first")
+    finals = _final_columns(rows)
+    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {escape(runs_dir)}/, newest first",
+                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
     table.add_column("run", no_wrap=True)
-    for name in ("status", "epochs", "best val_loss", "final metrics", "duration", "created"):
-        table.add_column(name, justify="right" if name in ("epochs", "duration") else "left",
-                         no_wrap=name in ("epochs", "created"))
+    table.add_column("status", no_wrap=True)
+    table.add_column("epochs", justify="right", no_wrap=True)
+    table.add_column("best val_loss\n(epoch)", no_wrap=True)
+    for name in finals:
+        table.add_column(f"final\n{name}", justify="right", no_wrap=True)
+    table.add_column("train\ntime", justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
     for r in rows:
         status = r.get("status") or "?"
         style = _STATUS_STYLE.get(status, "")
         if status == "unreadable":
-            table.add_row(escape(r["run_id"]), f"[{style}]{status}[/]", "", "", escape(r.get("error", "")), "", "")
+            table.add_row(escape(r["run_id"]), f"[{style}]{status}[/]", *[""] * (len(finals) + 3),
+                          escape(r.get("error", "")))
             continue
-        best = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4g} (ep {r['best_val_loss_epoch']})"
+        best = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4g} ({r['best_val_loss_epoch']})"
+        final = r.get("final") or {}
+        values = ["-" if final.get(k) is None else f"{final[k]:.4g}" for k in finals]
         created = (r.get("created") or "")[:16].replace("T", " ")
         epochs = f"{r['epochs_done']}/{r['epochs']}" + (" (resumed)" if r.get("resumed") else "")
         table.add_row(escape(r["run_id"]), f"[{style}]{status.replace('_', ' ')}[/]" if style else escape(status),
-                      epochs, best, _final_metrics(r.get("final") or {}), _duration(r.get("duration_s")), created)
+                      epochs, best, *values, _duration(r.get("duration_s")), created)
+    width = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    if width > console.width:  # never cut a run id or a number: let a narrow terminal wrap the lines
+        console = Console(highlight=False, width=width)
     console.print(table)
 
 
