@@ -559,19 +559,19 @@ def _render_runs(rows: list[dict], runs_dir: str) -> None:
 
 
 def _render_eval(result: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False)
     epoch = f" (epoch {result['epoch']})" if result.get("epoch") is not None else ""
-    console.print(f"run [bold]{escape(result['run_id'])}[/], {result['checkpoint']} checkpoint{epoch}, on "
-                  f"{escape(result['data'])}: {result['samples']:,} samples")
-    table = Table("metric", "value")
+    console.print(f"run [bold]{escape(result['run_id'])}[/], {result['checkpoint']} checkpoint{epoch}")
+    console.print(f"data: {escape(result['data'])} ({result['samples']:,} samples)")
+    table = Table("metric", "value", box=box.SIMPLE_HEAD, pad_edge=False)
     for name, value in result["metrics"].items():
         table.add_row(name, "nan" if value is None else f"{value:.6g}")
     console.print(table)
-
 
 if __name__ == "__main__":
     main()

@@ -182,13 +182,13 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
     ncols = 1 if len(panels) == 1 else 2
     nrows = math.ceil(len(panels) / ncols)
     many = len(runs) > 1
-    legend_rows = (len(runs) if len(runs) < 3 else math.ceil(len(runs) / 2)) if many else 0
+    labels = diff_labels([r.config for r in runs], [r.run_id for r in runs]) if many else [runs[0].run_id]
+    legend_rows = math.ceil(len(runs) / _legend_columns(labels)) if many else 0
     fig = Figure(figsize=(PANEL_WIDTH, PANEL_HEIGHT * nrows + 0.25 * legend_rows),
                  dpi=DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    labels = diff_labels([r.config for r in runs], [r.run_id for r in runs]) if many else [runs[0].run_id]
     colors = [f"C{i % 10}" for i in range(len(runs))]
     for ax, name in zip(axes, panels):
         for run, color, label in zip(runs, colors, labels):
@@ -209,13 +209,20 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
         axes[0].legend(handles=styles, loc="best", fontsize="small")
         handles = [Line2D([], [], color=c, lw=2, label=lab) for c, lab in zip(colors, labels)]
         fig.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
-                   ncols=1 if len(runs) < 3 or max(map(len, labels)) > 45 else 2)
+                   ncols=_legend_columns(labels))
         sources = {str((r.info.get("data") or {}).get("source")) for r in runs}
         where = f" on {sources.pop()}" if len(sources) == 1 and "None" not in sources else ""
         fig.suptitle(f"{len(runs)} runs{where}, labelled by what differs in their configs")
     else:
         fig.suptitle(_run_title(runs[0]))
     return fig
+
+
+def _legend_columns(labels: list[str]) -> int:
+    """All labels in one row when they fit across the figure, else two columns (one when long)."""
+    if sum(map(len, labels)) + 8 * len(labels) <= 140:
+        return len(labels)
+    return 1 if max(map(len, labels)) > 45 else 2
 
 
 def _draw_run(ax, run: RunCurves, name: str, color: str, label: str | None, smooth: int, many: bool) -> None:
