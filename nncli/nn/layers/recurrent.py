@@ -245,7 +245,7 @@ def _project(x, kernel, bias):
 
 
 def _zeros(x, units):
-    return ad.Tensor(np.zeros((x.shape[0], units), dtype=x.dtype))
+    return ad.Tensor(np.zeros((x.shape[0], units), x.dtype), dtype=x.dtype)
 
 
 def simple_rnn(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str = "tanh",
@@ -324,7 +324,7 @@ def gru(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str = "tanh
     h0 = _zeros(x, u) if h0 is None else ad.as_tensor(h0)
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if reset_after and key and rkey and not unroll:
-        br = ad.Tensor(np.zeros(3 * u, dtype=x.dtype)) if rec_bias is None else rec_bias
+        br = ad.Tensor(np.zeros(3 * u, x.dtype), dtype=x.dtype) if rec_bias is None else rec_bias
         H = apply(GRUOp, (xw, U, br, h0), (key, rkey))
         return H, H[:, -1]
     U_zr, U_h = U[:, :2 * u], U[:, 2 * u:]
