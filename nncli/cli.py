@@ -14,16 +14,21 @@ import functools
 import json
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from nncli.errors import NncliError
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from nncli.autodiff.gradcheck import ExpressionCheck
+from nncli.render import (
+    TrainProgress,
+    grad_json,
+    render_check,
+    render_entries,
+    render_eval,
+    render_grad,
+    render_runs,
+    render_train,
+)
 
 app = typer.Typer(
     name="nncli",
@@ -99,9 +104,9 @@ def grad(
     names = None if wrt is None else [n.strip() for n in wrt.split(",") if n.strip()]
     check = check_expression(expr, at or [], wrt=names, dtype=dtype.value, seed=seed)
     if as_json:
-        typer.echo(json.dumps(_grad_json(check)))
+        typer.echo(json.dumps(grad_json(check)))
     else:
-        _render_grad(check)
+        render_grad(check)
     return 0 if check.ok else 1
 
 
@@ -126,7 +131,7 @@ def train(
     from nncli.train.session import TrainingFailed
     from nncli.train.session import train as train_run
 
-    progress = _TrainProgress(quiet)
+    progress = TrainProgress(quiet)
     try:
         result = train_run(config, overrides=set_ or [], run_id=run_id, runs_dir=runs_dir, resume=resume,
                            callbacks=[progress], argv=["nncli", *sys.argv[1:]])
@@ -141,7 +146,7 @@ def train(
         typer.echo(f"interrupted: the run was saved{where}", err=True)
         return 130
     progress.close()
-    _render_train(result, quiet)
+    render_train(result, quiet)
     return 0
 
 
@@ -158,7 +163,7 @@ def check(
     from nncli.train.check import check_config
 
     report = check_config(config, set_ or [])
-    _render_check(report)
+    render_check(report)
     return 0 if report.ok else 1
 
 
@@ -172,7 +177,7 @@ def layers(
     """List the registered layers (or other components) with their parameters and defaults."""
     from nncli.train.describe import describe_entries
 
-    _render_entries(describe_entries(kind, name), kind, detailed=name is not None)
+    render_entries(describe_entries(kind, name), kind, detailed=name is not None)
     return 0
 
 
@@ -217,7 +222,7 @@ def runs(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        _render_runs(rows, runs_dir)
+        render_runs(rows, runs_dir)
     return 0
 
 
@@ -238,7 +243,7 @@ def eval_(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        _render_eval(result)
+        render_eval(result)
     return 0
 
 
@@ -263,315 +268,6 @@ def predict(
         typer.echo(f"wrote {len(preds.values)} predictions ({', '.join(cols)}) to {out}")
     return 0
 
-
-# -- rendering helpers -------------------------------------------------------------------------------
-def _num(x: Any) -> str:
-    """A number as people write it: 6.0 -> '6', 59.9999999972 -> '60', 1e-20 -> '1e-20'."""
-    return f"{x:.8g}" if isinstance(x, float) or (hasattr(x, "dtype") and x.dtype.kind == "f") else str(x)
-
-
-def _array(a: np.ndarray) -> str:
-    import numpy as np
-
-    if a.ndim == 0:
-        return _num(a[()])
-    return np.array2string(a, formatter={"float_kind": _num})
-
-
-def _render_grad(check: ExpressionCheck) -> None:
-    import numpy as np
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    value = _array(check.value)
-    sep = "\n" if "\n" in value else " "
-    console.print(f"[bold]{escape(check.expression.text)}[/] ={sep}{escape(value)}")
-    if check.value.ndim:
-        console.print(f"(shape {check.value.shape}, {check.dtype}; the gradients are of the sum of its elements)")
-    results = check.result.inputs
-    if not results:
-        console.print("no variables: nothing to differentiate")
-        return
-    table = Table("variable", "tape gradient", "numeric gradient", "error", "status")
-    for c in results:
-        status = "[green]OK[/]" if c.ok else "[red]FAIL[/]"
-        table.add_row(escape(c.name), escape(_array(c.tape)), escape(_array(c.numeric)), f"{c.error:.2g}", status)
-    console.print(table)
-    for c in results:
-        if c.checked < c.tape.size:
-            console.print(f"{c.name}: the numeric gradient was checked at {c.checked:,} of {c.tape.size:,} "
-                          "elements (a random sample; nan elsewhere)")
-    if check.ok:
-        return
-    finite = all(np.isfinite(a).all() for c in results for a in (c.tape, c.numeric) if c.checked == a.size)
-    if not finite or not np.isfinite(check.value).all():
-        console.print("The value or a gradient is not finite: the expression is outside its domain here.")
-    else:
-        console.print("A FAIL at a kink (relu(0), abs(0), ties of max/maximum, clip bounds) is expected: "
-                      "central differences average both sides there.")
-
-
-def _grad_json(check: ExpressionCheck) -> dict[str, Any]:
-    variables = {c.name: {"tape": _plain(c.tape), "numeric": _plain(c.numeric), "error": c.error,
-                          "ok": c.ok, "checked": c.checked} for c in check.result.inputs}
-    return {"expression": check.expression.text, "dtype": check.dtype, "shape": list(check.value.shape),
-            "value": _plain(check.value), "gradient_of": "sum" if check.value.ndim else "value",
-            "ok": check.ok, "variables": variables}
-
-
-def _plain(a: np.ndarray) -> Any:
-    """An array as JSON-ready nested lists; non-finite numbers (and unchecked elements) become null."""
-    import numpy as np
-
-    if a.dtype.kind != "f":
-        return a.tolist()
-    a = a.astype(np.float64)  # tolist() then gives Python floats
-    return np.where(np.isfinite(a), a, None).tolist() if a.ndim else (float(a) if np.isfinite(a) else None)
-
-
-# -- train, check, layers ---------------------------------------------------------------------
-class _TrainProgress:
-    """Shows training as it goes: a Rich progress bar on a terminal, one line per epoch otherwise.
-
-    A trainer callback (it has every hook of ``nncli.train.loop.Callback``).
-    """
-
-    def __init__(self, quiet: bool):
-        from rich.console import Console
-
-        self.quiet = quiet
-        self.console = Console(stderr=False, highlight=False)
-        self.live = self.console.is_terminal and not quiet
-        self.progress = None
-        self.run_path = None
-        self.task = None
-
-    def on_train_begin(self, trainer) -> None:
-        recorder = next((cb for cb in trainer.callbacks if hasattr(cb, "run")), None)
-        self.run_path = recorder.run.path if recorder is not None else None
-        self.epochs = trainer.epochs
-        if self.quiet:
-            return
-        start = trainer.state.epoch
-        what = "resuming" if start else "training"
-        self.console.print(f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[logs]}"), TimeRemainingColumn(),
-                                     console=self.console, transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=len(trainer.train_data), epoch="", logs="")
-
-    def on_epoch_begin(self, trainer, epoch) -> None:
-        if self.progress is not None:
-            self.progress.reset(self.task, total=len(trainer.train_data), epoch=f"{epoch}/{self.epochs}", logs="")
-
-    def on_batch_end(self, trainer, epoch, batch, logs) -> None:
-        if self.progress is not None:
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "batches")
-            self.progress.update(self.task, completed=batch, logs=shown)
-
-    def on_epoch_end(self, trainer, epoch, logs) -> None:
-        if self.quiet:
-            return
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("lr", "time_s"))
-        line = f"epoch {epoch:>3}/{self.epochs}  {shown}  ({logs.get('time_s', 0.0):.2f}s)"
-        if self.progress is not None:
-            self.progress.console.print(line, soft_wrap=True)
-        else:
-            self.console.print(line, soft_wrap=True)
-
-    def on_interrupt(self, trainer) -> None:
-        self.close()
-
-    def on_train_end(self, trainer, status) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-_SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def _sparkline(values: list[float]) -> str:
-    import math
-
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return ""
-    if len(values) > 40:  # one character per bucket of epochs
-        step = len(values) / 40
-        values = [values[int(i * step)] for i in range(40)]
-    lo, hi = min(values), max(values)
-    span = hi - lo or 1.0
-    return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in values)
-
-
-def _render_train(result, quiet: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    run = result.run.path
-    if quiet:
-        console.print(str(run))
-        return
-    history = result.trainer.history
-    st = result.trainer.state
-    table = Table(title=f"{result.status.replace('_', ' ')} after {st.epoch} epochs")
-    table.add_column("")
-    table.add_column("final", justify="right")
-    best_row = next((h for h in history if h.get("epoch") == st.best_epoch), None)
-    if best_row is not None:
-        table.add_column(f"best (epoch {st.best_epoch})", justify="right")
-    last = history[-1] if history else {}
-    for key in last:
-        if key in ("epoch", "time_s"):
-            continue
-        cells = [key, f"{last[key]:.4g}"]
-        if best_row is not None:
-            cells.append(f"{best_row.get(key, float('nan')):.4g}")
-        table.add_row(*cells)
-    console.print(table)
-    console.print(f"loss      {_sparkline([h.get('loss') for h in history])}")
-    if any("val_loss" in h for h in history):
-        console.print(f"val_loss  {_sparkline([h.get('val_loss') for h in history])}")
-    console.print(f"run folder: {run}")
-    if (run / "loss.png").exists():
-        console.print(f"loss curve: {run / 'loss.png'}")
-
-
-def _render_check(report) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    console.print(f"[bold]{escape(report.config_path)}[/]: valid; data {escape(report.data['source'])}, "
-                  f"{report.data['train']} training / {report.data['validation']} validation samples")
-    table = Table("layer", "type", "output shape", "params", "gradient check", "max error")
-    checks = {c.name: c for c in report.layers}
-    for row in report.rows:
-        c = checks.get(row["name"])
-        status = "-" if c is None else ("[green]OK[/]" if c.ok else "[red]FAIL[/]")
-        error = "" if c is None else f"{c.max_error:.1e}"
-        table.add_row(escape(row["name"]), row["type"], str(row["output_shape"]), f"{row['params']:,}", status, error)
-    console.print(table)
-    p = report.params
-    console.print(f"parameters: {p.get('total', 0):,} total, {p.get('trainable', 0):,} trainable, "
-                  f"{p.get('non_trainable', 0):,} non-trainable")
-    console.print(f"one step: loss {report.loss:.4g}, gradient norm {report.grad_norm:.4g}")
-    console.print("[green]OK[/]" if report.ok else "[red]FAIL[/]: see the table above")
-
-
-def _render_entries(entries, kind: str, detailed: bool) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if detailed:
-        entry = entries[0]
-        console.print(f"[bold]{entry['name']}[/] ({kind[:-1]}): {escape(entry['summary'])}")
-        if entry["aliases"]:
-            console.print(f"also named: {', '.join(entry['aliases'])}")
-        table = Table("parameter", "type", "default")
-        for p in entry["params"]:
-            table.add_row(p["name"], escape(p["type"]), escape(p["default"]))
-        console.print(table)
-        return
-    table = Table("name", "parameters (defaults)", "summary", title=f"{len(entries)} {kind}")
-    for entry in entries:
-        params = ", ".join(p["name"] if p["default"] == "required" else f"{p['name']}={p['default']}"
-                           for p in entry["params"])
-        table.add_row(entry["name"], escape(params), escape(entry["summary"]))
-    console.print(table)
-
-
-# -- plot, runs, eval, predict ---------------------------------------------------------------
-_STATUS_STYLE = {"completed": "green", "early_stopped": "green", "running": "yellow", "interrupted": "yellow",
-                 "failed": "red", "unreadable": "red"}
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
-
-
-def _final_columns(rows: list[dict]) -> list[str]:
-    """The final metrics worth a column: validation ones (else training ones), without losses and lr."""
-    names = list(dict.fromkeys(k for r in rows for k in (r.get("final") or {})))
-    shown = [k for k in names if k.startswith("val_") and k != "val_loss"]
-    return shown or [k for k in names if k not in ("loss", "val_loss", "lr")]
-
-
-def _render_runs(rows: list[dict], runs_dir: str) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.measure import Measurement
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    if not rows:
-        console.print(f"no runs in {escape(runs_dir)}/ yet: train one with 'nncli train CONFIG'")
-        return
-    finals = _final_columns(rows)
-    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''} in {escape(runs_dir)}/, newest first",
-                  box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
-    table.add_column("run", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("epochs", justify="right", no_wrap=True)
-    table.add_column("best val_loss\n(epoch)", no_wrap=True)
-    for name in finals:
-        table.add_column(f"final\n{name}", justify="right", no_wrap=True)
-    table.add_column("train\ntime", justify="right", no_wrap=True)
-    table.add_column("created", no_wrap=True)
-    for r in rows:
-        status = r.get("status") or "?"
-        style = _STATUS_STYLE.get(status, "")
-        if status == "unreadable":
-            table.add_row(escape(r["run_id"]), f"[{style}]{status}[/]", *[""] * (len(finals) + 3),
-                          escape(r.get("error", "")))
-            continue
-        best = "-" if r["best_val_loss"] is None else f"{r['best_val_loss']:.4g} ({r['best_val_loss_epoch']})"
-        final = r.get("final") or {}
-        values = ["-" if final.get(k) is None else f"{final[k]:.4g}" for k in finals]
-        created = (r.get("created") or "")[:16].replace("T", " ")
-        epochs = f"{r['epochs_done']}/{r['epochs']}" + (" (resumed)" if r.get("resumed") else "")
-        table.add_row(escape(r["run_id"]), f"[{style}]{status.replace('_', ' ')}[/]" if style else escape(status),
-                      epochs, best, *values, _duration(r.get("duration_s")), created)
-    width = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
-    if width > console.width:  # never cut a run id or a number: let a narrow terminal wrap the lines
-        console = Console(highlight=False, width=width)
-    console.print(table)
-
-
-def _render_eval(result: dict) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    epoch = f" (epoch {result['epoch']})" if result.get("epoch") is not None else ""
-    console.print(f"run [bold]{escape(result['run_id'])}[/], {result['checkpoint']} checkpoint{epoch}")
-    console.print(f"data: {escape(result['data'])} ({result['samples']:,} samples)")
-    table = Table("metric", "value", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, value in result["metrics"].items():
-        table.add_row(name, "nan" if value is None else f"{value:.6g}")
-    console.print(table)
 
 if __name__ == "__main__":
     main()
