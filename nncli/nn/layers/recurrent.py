@@ -237,15 +237,15 @@ def _resolve(activation):
     return fn, key if key in FUSED_ACTIVATIONS else None
 
 
-def _project(x, kernel, bias):
-    """x (b, T, in) @ kernel (in, k) + bias as one 2-D matmul -> (b, T, k)."""
+def _start(x, kernel, bias, units, states):
+    """``x (b, T, in) @ kernel (in, k) + bias`` as one 2-D matmul -> (b, T, k), and the initial
+    states (zeros of the input's dtype where None)."""
+    x = ad.as_tensor(x)
     b, T, n = x.shape
     xw = ad.reshape(ad.matmul(ad.reshape(x, (b * T, n)), kernel), (b, T, kernel.shape[-1]))
-    return xw if bias is None else xw + bias
-
-
-def _zeros(x, units):
-    return ad.Tensor(np.zeros((x.shape[0], units), x.dtype), dtype=x.dtype)
+    zeros = np.zeros((b, units), x.dtype)
+    return (xw if bias is None else xw + bias), [ad.Tensor(zeros, x.dtype) if s is None else ad.as_tensor(s)
+                                                 for s in states]
 
 
 def simple_rnn(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str = "tanh",
@@ -259,10 +259,7 @@ def simple_rnn(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str 
     >>> simple_rnn(np.ones((2, 5, 3), "f4"), np.ones((3, 4), "f4"), np.eye(4, dtype="f4"))[0].shape
     (2, 5, 4)
     """
-    x = ad.as_tensor(x)
-    u = recurrent_kernel.shape[-1]
-    xw = _project(x, kernel, bias)
-    h0 = _zeros(x, u) if h0 is None else ad.as_tensor(h0)
+    xw, (h0,) = _start(x, kernel, bias, recurrent_kernel.shape[-1], [h0])
     act, key = _resolve(activation)
     if key and not unroll:
         H = apply(SimpleRNNOp, (xw, ad.as_tensor(recurrent_kernel), h0), (key,))
@@ -282,11 +279,8 @@ def lstm(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, activation: s
     >>> lstm(np.ones((2, 5, 3), "f4"), np.ones((3, 8), "f4"), np.zeros((2, 8), "f4"))[2].shape
     (2, 2)
     """
-    x = ad.as_tensor(x)
     u = recurrent_kernel.shape[-1] // 4
-    xw = _project(x, kernel, bias)
-    h0 = _zeros(x, u) if h0 is None else ad.as_tensor(h0)
-    c0 = _zeros(x, u) if c0 is None else ad.as_tensor(c0)
+    xw, (h0, c0) = _start(x, kernel, bias, u, [h0, c0])
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if key and rkey and not unroll:
         Y = apply(LSTMOp, (xw, ad.as_tensor(recurrent_kernel), h0, c0), (key, rkey))
@@ -314,17 +308,15 @@ def gru(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str = "tanh
     >>> gru(np.ones((2, 5, 3), "f4"), np.ones((3, 6), "f4"), np.zeros((2, 6), "f4"))[0].shape
     (2, 5, 2)
     """
-    x = ad.as_tensor(x)
     U = ad.as_tensor(recurrent_kernel)
     u = U.shape[-1] // 3
     in_bias = rec_bias = None
     if bias is not None:
         in_bias, rec_bias = (bias[0], bias[1]) if reset_after else (bias, None)
-    xw = _project(x, kernel, in_bias)
-    h0 = _zeros(x, u) if h0 is None else ad.as_tensor(h0)
+    xw, (h0,) = _start(x, kernel, in_bias, u, [h0])
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if reset_after and key and rkey and not unroll:
-        br = ad.Tensor(np.zeros(3 * u, x.dtype), dtype=x.dtype) if rec_bias is None else rec_bias
+        br = ad.Tensor(np.zeros(3 * u, xw.dtype), xw.dtype) if rec_bias is None else rec_bias
         H = apply(GRUOp, (xw, U, br, h0), (key, rkey))
         return H, H[:, -1]
     U_zr, U_h = U[:, :2 * u], U[:, 2 * u:]
