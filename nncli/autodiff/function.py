@@ -2,10 +2,17 @@
 
 The first call with a new input signature (shapes and dtypes of the tensors,
 non-tensor arguments by value) runs the function eagerly while recording every
-primitive op into a :class:`Trace`; later calls with the same signature replay
-the recorded steps without running the Python code again. As with
-``tf.function``, Python side effects and value-dependent Python branches happen
-at trace time only; Variable assignments and random ops are replayed.
+primitive op into a :class:`Trace`; a first-order ``tape.gradient`` inside it is
+recorded as one region rather than op by op. The trace is then compiled
+(compiled.py) into a flat list of numpy steps over preallocated buffers, and later
+calls with the same signature replay that, without running the Python code, any
+Tensor object or the tape. As with ``tf.function``, Python side effects and
+value-dependent Python branches happen at trace time only; Variable assignments,
+optimizer updates and random ops (stateful primitives) are replayed.
+
+When a GradientTape is recording (the Function is differentiated from outside),
+the function runs eagerly instead, so the tape sees every op and gradients of any
+order are exactly eager's.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import functools
 
 import numpy as np
 
+from nncli.autodiff.compiled import Program, record_gradient
 from nncli.autodiff.ops import Primitive
-from nncli.autodiff.tape import STATE, apply
+from nncli.autodiff.tape import STATE
 from nncli.autodiff.tensor import _TRACE_HOOK, Tensor, Variable
 
 
@@ -50,45 +58,63 @@ _TRACE_HOOK.append(record_assign)
 
 
 class Trace:
-    """The steps recorded while a Function traces: ``(op, inputs, attrs, out)``."""
+    """The steps recorded while a Function traces: ``(op, inputs, attrs, out)`` tuples and
+    one ``compiled.GradientRegion`` per first-order ``tape.gradient`` call."""
+
+    compiles_gradients = True  # read by GradientTape: call gradient() below instead of recording ops
 
     def __init__(self):
-        self.steps: list[tuple] = []
+        self.steps: list = []
 
     def add(self, op, inputs, attrs, out) -> None:
         self.steps.append((op, inputs, attrs, out))
 
+    def gradient(self, relevant, target, seed, output_gradients, sources, source_ids):
+        """A first-order gradient on arrays, recorded as one region; returns its tensors."""
+        return record_gradient(self, relevant, target, seed, output_gradients, sources, source_ids)
+
 
 # -- signatures ----------------------------------------------------------------
-def _key(value):
-    """Hashable description of one argument: tensors by shape and dtype, the rest by value."""
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+ndarray = np.ndarray
+
+
+def _scan(value, leaves: list):
+    """Hashable description of one argument (tensors by shape and dtype, Variables and other
+    objects by identity, plain values by value); its tensor-like leaves go to ``leaves``."""
+    kind = type(value)
+    if kind is ndarray:  # becomes a tensor; float64 arrays as float32
+        leaves.append(value)
+        dtype = value.dtype
+        return (value.shape, _F32 if dtype == _F64 else dtype)
+    if kind is Tensor:
+        leaves.append(value)
+        return ("T", value._data.shape, value._data.dtype)
     if isinstance(value, Variable):
+        leaves.append(value)
         return ("V", id(value))
     if isinstance(value, Tensor):
-        return ("T", value.shape, value.dtype.str)
-    if isinstance(value, np.ndarray | np.generic):  # becomes a tensor; float64 arrays as float32
-        dtype = np.float32 if value.dtype == np.float64 else value.dtype
-        return ("T", np.shape(value), np.dtype(dtype).str)
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, tuple(_key(v) for v in value))
+        leaves.append(value)
+        return ("T", value._data.shape, value._data.dtype)
+    if isinstance(value, np.ndarray | np.generic):
+        leaves.append(value)
+        return (np.shape(value), _F32 if value.dtype == _F64 else value.dtype)
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return (kind, tuple([_scan(v, leaves) for v in value]))
     if isinstance(value, dict):
-        return ("dict", tuple((k, _key(v)) for k, v in sorted(value.items())))
-    if value is None or isinstance(value, bool | int | float | str):
-        return ("P", type(value).__name__, value)
+        return (dict, tuple([(k, _scan(value[k], leaves)) for k in sorted(value)]))
+    if value is None or kind in (bool, int, float, str):
+        return (kind, value)
     return ("O", id(value))  # other objects (a model, an optimizer) by identity
 
 
-def _leaves(value, out):
-    """The tensor-like leaves of the arguments, in a fixed order."""
-    if isinstance(value, Tensor | np.ndarray | np.generic):
-        out.append(value)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _leaves(v, out)
-    elif isinstance(value, dict):
-        for k in sorted(value):
-            _leaves(value[k], out)
-    return out
+def _signature(args, kwargs) -> tuple:
+    """``(key, leaves)`` of a call: the graph cache key and the tensor-like arguments in order."""
+    leaves: list = []
+    key = tuple([_scan(a, leaves) for a in args])
+    if kwargs:
+        key = (key, tuple([(k, _scan(kwargs[k], leaves)) for k in sorted(kwargs)]))
+    return key, leaves
 
 
 def _to_tensor(value):
@@ -114,76 +140,19 @@ def _substitute(value, tensors):
     return value
 
 
-class Graph:
-    """One traced signature: the steps to replay and where the outputs come from."""
-
-    def __init__(self, trace: Trace, inputs: list[Tensor], outputs):
-        arg_index = {id(t): i for i, t in reversed(list(enumerate(inputs)))}
-        self.output_structure = outputs
-        out_leaves = [o for o in _flat(outputs) if isinstance(o, Tensor)]
-
-        # Which values depend on the inputs, on Variables or on a stateful op: those are
-        # recomputed each call; the rest were computed once at trace time (constants).
-        live = set(arg_index)
-        for op, ins, attrs, out in trace.steps:
-            if op.stateful or any(id(t) in live or type(t) is Variable for t in ins):
-                if out is not None:
-                    live.add(id(out))
-        # Dead code: keep only steps that feed an output or have a side effect.
-        wanted = {id(o) for o in out_leaves}
-        kept = []
-        for step in reversed(trace.steps):
-            op, ins, attrs, out = step
-            if op.stateful or (out is not None and id(out) in wanted and id(out) in live):
-                kept.append(step)
-                wanted.update(id(t) for t in ins)
-        kept.reverse()
-        self.steps = kept
-        self.arg_index = arg_index
-        self.live = live
-        self.trace_tensors = trace  # keeps the traced constants alive while the graph exists
-
-    def run(self, inputs: list[Tensor]):
-        values: dict[int, Tensor] = {}
-        arg_index, live = self.arg_index, self.live
-
-        def fetch(t):
-            i = arg_index.get(id(t))
-            if i is not None:
-                return inputs[i]
-            if id(t) in live:
-                return values[id(t)]
-            return t  # a Variable (read live) or a constant captured at trace time
-
-        for op, ins, attrs, out in self.steps:
-            args = tuple(fetch(t) for t in ins)
-            if op is Assign:
-                Assign.forward(attrs, args[0]._data)
-                continue
-            values[id(out)] = apply(op, args, attrs)
-        return _rebuild(self.output_structure, fetch)
-
-
-def _flat(value):
-    if isinstance(value, list | tuple):
-        for v in value:
-            yield from _flat(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _flat(v)
-    else:
-        yield value
-
-
-def _rebuild(value, fetch):
+def _array(value) -> np.ndarray:
+    """An argument leaf as the array a replay reads (float64 becomes float32, as tracing does)."""
+    if type(value) is ndarray and value.dtype != _F64:
+        return value
     if isinstance(value, Tensor):
-        return fetch(value)
-    if isinstance(value, list | tuple):
-        items = [_rebuild(v, fetch) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: _rebuild(v, fetch) for k, v in value.items()}
-    return value
+        return value._data
+    if value.dtype == _F64:
+        return np.asarray(value, dtype=_F32)
+    return np.asarray(value)
+
+
+def _recording() -> bool:
+    return any(t._recording for t in STATE.tapes)
 
 
 class Function:
@@ -202,7 +171,7 @@ class Function:
 
     def __init__(self, fn):
         self._fn = fn
-        self._graphs: dict = {}
+        self._programs: dict = {}  # signature -> compiled.Program
         self.trace_count = 0
         functools.update_wrapper(self, fn)
 
@@ -214,19 +183,21 @@ class Function:
     def __call__(self, *args, **kwargs):
         if STATE.trace is not None:  # called while an outer Function traces: inline it
             return self._fn(*args, **kwargs)
-        key = (_key(args), _key(kwargs))
-        leaves = [_to_tensor(v) for v in _leaves((args, kwargs), [])]
-        graph = self._graphs.get(key)
-        if graph is not None:
-            return graph.run(leaves)
-        call_args, call_kwargs = _substitute((args, kwargs), iter(leaves))
+        key, leaves = _signature(args, kwargs)
+        program = self._programs.get(key)
+        if program is not None and not _recording():
+            return program.run([_array(v) for v in leaves], lambda i: _to_tensor(leaves[i]))
+        tensors = [_to_tensor(v) for v in leaves]
+        call_args, call_kwargs = _substitute((args, kwargs), iter(tensors))
+        if _recording():  # differentiated from outside: eager, so the tape records every op
+            return self._fn(*call_args, **call_kwargs)
         trace = Trace()
-        previous, STATE.trace = STATE.trace, trace
+        STATE.trace = trace
         try:
             outputs = self._fn(*call_args, **call_kwargs)
         finally:
-            STATE.trace = previous
-        self._graphs[key] = Graph(trace, leaves, outputs)
+            STATE.trace = None
+        self._programs[key] = Program(trace, tensors, outputs)
         self.trace_count += 1
         return outputs
 

@@ -202,8 +202,11 @@ class GradientTape:
         from nncli.autodiff import functional as AD
         from nncli.autodiff.ops import NP
 
-        # Record the backward ops too when another tape (higher order) or a trace listens.
-        graph_mode = STATE.trace is not None or any(t._recording for t in STATE.tapes if t is not self)
+        # Record the backward ops too when another tape (higher order) or a trace listens;
+        # a trace that compiles first-order gradients itself gets them as one step instead.
+        trace = STATE.trace
+        graph_mode = any(t._recording for t in STATE.tapes if t is not self) or (
+            trace is not None and not getattr(trace, "compiles_gradients", False))
         F = AD if graph_mode else NP
 
         # Forward pass: which recorded values depend on a watched source.
@@ -224,6 +227,8 @@ class GradientTape:
             seed = np.asarray(output_gradients, dtype=target.dtype)
             if seed.shape != target.shape:
                 raise ValueError(f"output_gradients has shape {seed.shape}, the target {target.shape}")
+        if trace is not None and not graph_mode:  # see function.Trace.gradient
+            return trace.gradient(relevant, target, seed, output_gradients, sources, source_ids)
         grads = {id(target): Tensor(seed, dtype=target.dtype) if graph_mode else seed}
         pop = grads.pop
 

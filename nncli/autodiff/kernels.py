@@ -1,0 +1,205 @@
+"""Buffer-writing kernels for the compiled executor (compiled.py).
+
+Each kernel computes what one primitive's ``forward``, or one input's gradient from
+its first-order ``backward(NP, ...)`` rule, computes, with the same numpy calls in the
+same order (so compiled and eager results agree bit for bit), but writes into a
+preallocated ``out`` buffer instead of allocating. Ops without an entry here run
+through their own ``forward``/``backward`` (still correct, just allocating).
+
+A :class:`Kernel` names the arrays it reads. ``fn`` is a ufunc called as
+``fn(*arrays, out)`` when ``ufunc`` is true, else a function ``fn(out, *arrays)``;
+``out`` is None when the result must be a fresh array (it is returned to the caller).
+``inplace`` lists the read positions whose memory ``out`` may reuse (an input that
+dies at this step): every position for a single ufunc, fewer for multi-step kernels.
+A ``view`` kernel returns a view of its input (no buffer, ``fn(*arrays)``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from nncli.autodiff import ops as P
+
+
+class Kernel(NamedTuple):
+    fn: object
+    reads: tuple  # forward: input positions; backward: "g", "y" or an input position
+    ufunc: bool = False
+    inplace: tuple = ()  # positions in ``reads`` that ``out`` may overwrite
+    view: bool = False
+
+
+ALL = (0, 1, 2)
+_ZERO: dict = {}
+
+
+def _zero(dtype) -> np.ndarray:
+    z = _ZERO.get(dtype)
+    if z is None:
+        z = _ZERO[dtype] = np.zeros((), dtype=dtype)
+    return z
+
+
+def _ew(ufunc, n):
+    return Kernel(ufunc, tuple(range(n)), ufunc=True, inplace=ALL[:n])
+
+
+_UNARY = {P.Neg: np.negative, P.Exp: np.exp, P.Log: np.log, P.Sqrt: np.sqrt, P.Square: np.square,
+          P.Abs: np.abs, P.Sin: np.sin, P.Cos: np.cos, P.Tanh: np.tanh}
+_BINARY = {P.Add: np.add, P.Sub: np.subtract, P.Mul: np.multiply, P.Div: np.true_divide, P.Pow: np.power}
+
+
+# -- forward ------------------------------------------------------------------
+def _sigmoid(out, x):
+    half = P._half(x.dtype)
+    out = np.multiply(x, half, out)
+    np.tanh(out, out)
+    out *= half
+    out += half
+    return out
+
+
+def _relu(out, x):
+    return np.maximum(x, _zero(x.dtype), out=out)
+
+
+def forward(op, attrs, shapes, dtypes) -> Kernel | None:
+    """The kernel for ``op`` on inputs of ``shapes``/``dtypes``, or None to run ``op.forward``."""
+    floats = all(d.kind == "f" for d in dtypes)
+    if op in _BINARY and floats and dtypes[0] == dtypes[1]:
+        return _ew(_BINARY[op], 2)
+    if op in _UNARY and floats:
+        return _ew(_UNARY[op], 1)
+    if op is P.Sigmoid and floats:
+        return Kernel(_sigmoid, (0,), inplace=(0,))
+    if op is P.Relu and floats:
+        return Kernel(_relu, (0,), inplace=(0,))
+    if op is P.MatMul and floats and dtypes[0] == dtypes[1]:
+        return Kernel(np.matmul, (0, 1), ufunc=True)
+    if op is P.Sum and floats:
+        axis, keepdims = attrs
+        return Kernel(lambda out, x: np.add.reduce(x, axis, None, out, keepdims), (0,))
+    if op is P.Reshape:
+        return Kernel(lambda x: np.reshape(x, attrs), (0,), view=True)
+    if op is P.Transpose:
+        return Kernel(lambda x: np.transpose(x, attrs), (0,), view=True)
+    if op is P.BroadcastTo:
+        return Kernel(lambda x: np.broadcast_to(x, attrs), (0,), view=True)
+    if op is P.GetItem and P._is_basic(attrs):
+        return Kernel(lambda x: x[attrs], (0,), view=True)
+    return None
+
+
+def view_of(op):
+    """The view-returning op an ``ops.OWNED`` copying op was made from (or None)."""
+    for view_op, owned in P.OWNED.items():
+        if owned is op:
+            return view_op
+    return None
+
+
+# -- backward: the gradient of input ``i`` ------------------------------------
+def _swap_axes(ndim):
+    return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
+
+
+def _div_b(out, g, y, b):  # -(g * y) / b
+    out = np.multiply(g, y, out)
+    np.negative(out, out)
+    return np.true_divide(out, b, out)
+
+
+def _sqrt_grad(out, g, y):  # g / (y + y)
+    out = np.add(y, y, out)
+    return np.true_divide(g, out, out)
+
+
+def _square_grad(out, g, x):  # g * (x + x)
+    out = np.add(x, x, out)
+    return np.multiply(g, out, out)
+
+
+def _tanh_grad(out, g, y):  # g - g * y * y
+    out = np.multiply(g, y, out)
+    np.multiply(out, y, out)
+    return np.subtract(g, out, out)
+
+
+def _sigmoid_grad(out, g, y):  # g * (y - y * y)
+    out = np.multiply(y, y, out)
+    np.subtract(y, out, out)
+    return np.multiply(g, out, out)
+
+
+def _relu_grad(out, g, y):
+    # where(y > 0, g, 0) as g * mask, the mask as 0.0/1.0 of g's dtype: 4x faster than
+    # np.where; equal values (a zero may come out as -0.0; an inf/nan g where y <= 0 stays nan)
+    out = np.greater(y, _zero(y.dtype), out)
+    return np.multiply(g, out, out)
+
+
+def backward(op, attrs, i, x_shapes, dtypes) -> Kernel | str | None:
+    """How input ``i``'s gradient is computed from ``g``: a Kernel, ``"g"`` when it is ``g``
+    itself, or None to run ``op.backward(NP, ...)``."""
+    if not all(d.kind == "f" for d in dtypes) or len(set(dtypes)) > 1:
+        return None
+    if op is P.Add:
+        return "g"
+    if op is P.Sub:
+        return "g" if i == 0 else Kernel(np.negative, ("g",), ufunc=True, inplace=(0,))
+    if op is P.Mul:
+        return Kernel(np.multiply, ("g", 1 - i), ufunc=True, inplace=(0, 1))
+    if op is P.Div:
+        if i == 0:
+            return Kernel(np.true_divide, ("g", 1), ufunc=True, inplace=(0, 1))
+        return Kernel(_div_b, ("g", "y", 1), inplace=(0, 1))
+    if op is P.Neg:
+        return Kernel(np.negative, ("g",), ufunc=True, inplace=(0,))
+    if op is P.Exp:
+        return Kernel(np.multiply, ("g", "y"), ufunc=True, inplace=(0, 1))
+    if op is P.Log:
+        return Kernel(np.true_divide, ("g", 0), ufunc=True, inplace=(0, 1))
+    if op is P.Sqrt:
+        return Kernel(_sqrt_grad, ("g", "y"), inplace=(1,))
+    if op is P.Square:
+        return Kernel(_square_grad, ("g", 0), inplace=(1,))
+    if op is P.Tanh:
+        return Kernel(_tanh_grad, ("g", "y"))
+    if op is P.Sigmoid:
+        return Kernel(_sigmoid_grad, ("g", "y"))
+    if op is P.Relu:
+        return Kernel(_relu_grad, ("g", "y"), inplace=(1,))
+    if op is P.MatMul and len(x_shapes[0]) >= 2 and len(x_shapes[1]) >= 2:
+        if i == 0:  # g @ b^T, b^T a view: BLAS reads it transposed, no copy
+            axes = _swap_axes(len(x_shapes[1]))
+            return Kernel(lambda out, g, b: np.matmul(g, np.transpose(b, axes), out), ("g", 1))
+        axes = _swap_axes(len(x_shapes[0]))
+        return Kernel(lambda out, g, a: np.matmul(np.transpose(a, axes), g, out), ("g", 0))
+    if op is P.Reshape:
+        shape = x_shapes[0]
+        return Kernel(lambda g: np.reshape(g, shape), ("g",), view=True)
+    if op is P.Transpose:
+        back = None if attrs is None else tuple(np.argsort(attrs))
+        return Kernel(lambda g: np.transpose(g, back), ("g",), view=True)
+    if op is P.Sum:
+        shape = x_shapes[0]
+        keep = P._keep_shape(shape, attrs[0])
+        return Kernel(lambda g: np.broadcast_to(np.reshape(g, keep), shape), ("g",), view=True)
+    return None
+
+
+def sum_to(shape, g_shape):
+    """``fn(out, g)``: ``g`` summed down to ``shape`` as ``ops._np_sum_to`` does, and the
+    shape of the buffer it fills (the keepdims shape)."""
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + k for k, n in enumerate(shape) if n == 1 and g_shape[lead + k] != 1)
+    keep = tuple(1 if k in axes else n for k, n in enumerate(g_shape))
+
+    def fn(out, g):
+        out = np.add.reduce(g, axes, None, out, True)
+        return out.reshape(shape) if lead else out
+
+    return Kernel(fn, (0,)), keep
