@@ -30,8 +30,6 @@ from nncli.autodiff.tape import _check_versions
 from nncli.autodiff.tensor import Tensor, Variable
 
 INF = 1 << 62
-ndarray = np.ndarray
-asarray = np.asarray
 
 
 class GradientRegion:
@@ -94,91 +92,6 @@ class _Ins:
         return self.kernel is not None and not self.kernel.view
 
 
-# -- run functions: one closure per instruction, slots bound at compile time -------------
-def _ufunc_run(fn, reads, o, out, scalar):
-    """``fn(*arrays[, out])`` for a numpy ufunc (0-d results made arrays when fresh)."""
-    if len(reads) == 1:
-        (a,) = reads
-        if out is not None:
-            def run(S): S[o] = fn(S[a], out)
-        elif scalar:
-            def run(S): S[o] = asarray(fn(S[a]))
-        else:
-            def run(S): S[o] = fn(S[a])
-        return run
-    a, b = reads
-    if out is not None:
-        def run(S): S[o] = fn(S[a], S[b], out)
-    elif scalar:
-        def run(S): S[o] = asarray(fn(S[a], S[b]))
-    else:
-        def run(S): S[o] = fn(S[a], S[b])
-    return run
-
-
-def _fn_run(fn, reads, o, out, fresh):
-    """``fn(out, *arrays)`` for a kernel function; ``fresh`` (shape, dtype): a new ``out`` per call."""
-    if out is None:
-        shape, dtype = fresh
-        def run(S): S[o] = fn(np.empty(shape, dtype), *[S[i] for i in reads])
-    elif len(reads) == 1:
-        (a,) = reads
-        def run(S): S[o] = fn(out, S[a])
-    elif len(reads) == 2:
-        a, b = reads
-        def run(S): S[o] = fn(out, S[a], S[b])
-    else:
-        def run(S): S[o] = fn(out, *[S[i] for i in reads])
-    return run
-
-
-def _kernel_make(kernel, reads, o, shape, dtype):
-    if kernel.view:
-        fn, (a,) = kernel.fn, reads
-
-        def view(_):
-            def run(S): S[o] = fn(S[a])
-            return run
-        return view
-    if kernel.ufunc:
-        return lambda out: _ufunc_run(kernel.fn, reads, o, out, shape == ())
-    return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype))
-
-
-def _forward_make(op, attrs, reads, writes):
-    """Run ``op.forward`` itself; ``writes`` is [out slot or None, saved slot or None]."""
-    fwd = op.forward
-
-    def make(_):
-        o, s = writes
-
-        def run(S):
-            y, saved = fwd(attrs, *[S[i] for i in reads])
-            if o is not None:
-                S[o] = y if type(y) is ndarray else asarray(y)
-            if s is not None:
-                S[s] = saved
-        return run
-    return make
-
-
-def _backward_make(op, attrs, needs, g, xs, y, saved, outs):
-    """Run ``op.backward(NP, ...)`` itself; ``outs`` pairs an input position with its slot."""
-    bwd = op.backward
-
-    def make(_):
-        def run(S):
-            grads = bwd(NP, S[g], [S[i] for i in xs], S[y], S[saved], attrs, needs)
-            for i, w in outs:
-                gi = grads[i]
-                if gi is None:
-                    raise RuntimeError(f"{op.__name__}.backward gave no gradient for input {i} on replay, "
-                                       "though it did while tracing")
-                S[w] = gi
-        return run
-    return make
-
-
 def _add_kernel():
     return K.Kernel(np.add, (0, 1), ufunc=True, inplace=(0, 1))
 
@@ -213,7 +126,7 @@ class Program:
         self._out_spec = _spec(outputs, self._slot_of, self._live, len(inputs))
         out_slots = {leaf[1] for leaf in _leaves(self._out_spec) if leaf[0] == "slot"}
         self._finish(out_slots)
-        self.n_instructions = len(self._runs)
+        self.n_instructions = len(self._plan_list)
         del self._slot_of, self._holders, self._ins, self._saved_of, self._live
 
     # -- building -------------------------------------------------------------------
@@ -250,7 +163,7 @@ class Program:
             return  # folded: its output is read as a constant
         reads = [self._slot(t) for t in inputs]
         if out is None:  # an Assign: only the side effect
-            self._ins.append(_Ins("forward", reads, [None, None], _forward_make(op, attrs, reads, [None, None]),
+            self._ins.append(_Ins("forward", reads, [None, None], K.forward_make(op, attrs, reads, [None, None]),
                                   effect=True))
             return
         y = out._data
@@ -260,17 +173,17 @@ class Program:
         shapes, dtypes = [self._shape[r] for r in reads], [self._dtype[r] for r in reads]
         kernel = None if op.stateful else K.forward(op, attrs, shapes, dtypes)
         if kernel is not None:
-            make = _kernel_make(kernel, reads, o, y.shape, y.dtype)
+            make = K.kernel_make(kernel, reads, o, y.shape, y.dtype)
             self._ins.append(_Ins("kernel", reads, [o], make, kernel, shape=y.shape, dtype=y.dtype))
             return
         saved = self._new(None, None, live=True)
         self._saved_of[id(out)] = saved
         writes = [o, saved]
-        ins = _Ins("forward", reads, writes, _forward_make(op, attrs, reads, writes), effect=op.stateful)
+        ins = _Ins("forward", reads, writes, K.forward_make(op, attrs, reads, writes), effect=op.stateful)
         view_op = K.view_of(op)
         if view_op is not None:
             view = K.forward(view_op, attrs, shapes, dtypes)
-            ins.alt = (view, _kernel_make(view, reads, o, y.shape, y.dtype))
+            ins.alt = (view, K.kernel_make(view, reads, o, y.shape, y.dtype))
         self._ins.append(ins)
 
     def _gradient(self, region: GradientRegion):
@@ -298,13 +211,13 @@ class Program:
                     continue
                 names = {"g": g, "y": y}
                 reads = [names[r] if isinstance(r, str) else xs[r] for r in spec.reads]
-                make = _kernel_make(spec, reads, c, shape, dtype)
+                make = K.kernel_make(spec, reads, c, shape, dtype)
                 self._ins.append(_Ins("kernel", reads, [c], make, spec, shape=shape, dtype=dtype))
             if generic:
                 sv = self._saved_of.get(key)
                 if sv is None:
                     sv = self._constant(saved)
-                make = _backward_make(op, attrs, needs, g, xs, y, sv, generic)
+                make = K.backward_make(op, attrs, needs, g, xs, y, sv, generic)
                 self._ins.append(_Ins("backward", [g, *xs, y, sv], [w for _, w in generic], make))
             for i, c in contribs:
                 t = inputs[i]
@@ -316,7 +229,7 @@ class Program:
                 shape, dtype = self._shape[c], np.result_type(self._dtype[prev], self._dtype[c])
                 s = self._new(shape, dtype, live=True)
                 kernel = _add_kernel()
-                self._ins.append(_Ins("kernel", [prev, c], [s], _kernel_make(kernel, [prev, c], s, shape, dtype),
+                self._ins.append(_Ins("kernel", [prev, c], [s], K.kernel_make(kernel, [prev, c], s, shape, dtype),
                                       kernel, shape=shape, dtype=dtype))
                 gslot[id(t)] = s
         for source, result in zip(region.sources, region.results):
@@ -335,7 +248,7 @@ class Program:
         kernel, keep = K.sum_to(shape, self._shape[c])
         dtype = self._dtype[c]
         r = self._new(shape, dtype, live=True)
-        self._ins.append(_Ins("kernel", [c], [r], _kernel_make(kernel, [c], r, keep, dtype), kernel,
+        self._ins.append(_Ins("kernel", [c], [r], K.kernel_make(kernel, [c], r, keep, dtype), kernel,
                               shape=shape, dtype=dtype, keep=keep))
         return r
 
@@ -371,7 +284,8 @@ class Program:
         for k, ins in enumerate(kept):
             if ins.alt is not None:
                 self._maybe_view(k, ins, last, readers, effects)
-        self._runs = self._plan(kept, last)
+        self._plan_list = self._plan(kept, last)
+        self._runs = None
         self._template = [self._const.get(i) for i in range(len(self._shape))]
 
     @staticmethod
@@ -390,14 +304,15 @@ class Program:
         ins.kind, ins.writes = "kernel", [o]
 
     def _plan(self, kept, last):
-        """Give buffered instructions an output buffer: an input dying here (in place), a
-        dead buffer of the same shape, or a new one; build the run functions."""
-        bufs: list[np.ndarray] = []
+        """Choose each buffered instruction's output buffer: an input dying here (in place), a
+        dead buffer of the same shape and dtype, or a new one. Returns (instruction, buffer
+        index or None) pairs; the buffers are made at the first run, once the trace is freed."""
+        keys: list[tuple] = []  # per buffer: (shape, dtype)
         busy: list[int] = []  # per buffer: the last instruction reading a value in it
         pool: dict[tuple, list[int]] = {}
         roots: dict[int, tuple] = {}  # slot -> buffers its array may share memory with
         exact: dict[int, int] = {}  # slot -> the buffer it is
-        runs = []
+        plan = []
         for k, ins in enumerate(kept):
             if ins.kind != "kernel" or ins.kernel.view:
                 shared = () if ins.kind == "fresh" else tuple({b for r in ins.reads for b in roots.get(r, ())})
@@ -406,38 +321,47 @@ class Program:
                         roots[w] = shared
                         for b in shared:
                             busy[b] = max(busy[b], last.get(w, k))
-                runs.append(ins.make(None))
+                plan.append((ins, None))
                 continue
             (w,) = ins.writes
             end = last.get(w, k)
             if end == INF:  # returned: a fresh array each call
                 roots[w] = ()
-                runs.append(ins.make(None))
+                plan.append((ins, None))
                 continue
-            shape = ins.keep if ins.keep is not None else ins.shape
-            key = (shape, np.dtype(ins.dtype).str)
-            b = self._pick(k, ins, key, bufs, busy, pool, roots, exact)
+            key = (ins.keep if ins.keep is not None else ins.shape, np.dtype(ins.dtype))
+            b = self._pick(k, ins, key, keys, busy, pool, roots, exact)
             if b is None:
-                b = len(bufs)
-                bufs.append(np.empty(shape, ins.dtype))
+                b = len(keys)
+                keys.append(key)
                 busy.append(end)
                 pool.setdefault(key, []).append(b)
             busy[b] = end
             roots[w] = (b,)
             if ins.keep is None or ins.keep == ins.shape:
                 exact[w] = b
-            runs.append(ins.make(bufs[b]))
+            plan.append((ins, b))
         self._copy = {s for s, r in roots.items() if r}
-        self.n_buffers = len(bufs)
-        return runs
+        self._buffer_keys = keys
+        return plan
+
+    def _build(self):
+        bufs = [np.empty(shape, dtype) for shape, dtype in self._buffer_keys]
+        self._runs = [ins.make(None if b is None else bufs[b]) for ins, b in self._plan_list]
+        del self._plan_list
+
+    @property
+    def n_buffers(self) -> int:
+        """How many preallocated buffers the replay uses."""
+        return len(self._buffer_keys)
 
     @staticmethod
-    def _pick(k, ins, key, bufs, busy, pool, roots, exact):
+    def _pick(k, ins, key, keys, busy, pool, roots, exact):
         inplace = ins.kernel.inplace
         others = [r for p, r in enumerate(ins.reads) if p not in inplace]
         for p in inplace:
             b = exact.get(ins.reads[p])
-            if b is None or busy[b] > k or (bufs[b].shape, bufs[b].dtype.str) != key:
+            if b is None or busy[b] > k or keys[b] != key:
                 continue
             if all(b not in roots.get(q, ()) for q in others):
                 return b
@@ -449,6 +373,8 @@ class Program:
     # -- running ------------------------------------------------------------------------
     def run(self, arrays, arg_tensor):
         """Replay on the input ``arrays``; ``arg_tensor(i)`` is input ``i`` as a tensor (if returned)."""
+        if self._runs is None:
+            self._build()
         S = self._template.copy()
         S[:self._n_args] = arrays
         for s, var in self._vars:

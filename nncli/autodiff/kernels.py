@@ -1,4 +1,4 @@
-"""Buffer-writing kernels for the compiled executor (compiled.py).
+"""Buffer-writing kernels for the compiled executor (compiled.py), and the run functions.
 
 Each kernel computes what one primitive's ``forward``, or one input's gradient from
 its first-order ``backward(NP, ...)`` rule, computes, with the same numpy calls in the
@@ -12,6 +12,10 @@ A :class:`Kernel` names the arrays it reads. ``fn`` is a ufunc called as
 ``inplace`` lists the read positions whose memory ``out`` may reuse (an input that
 dies at this step): every position for a single ufunc, fewer for multi-step kernels.
 A ``view`` kernel returns a view of its input (no buffer, ``fn(*arrays)``).
+
+Each instruction of a compiled program is one closure ``run(S)`` over the slot list
+``S``, its slot indices and buffer bound when it is made (``kernel_make`` and friends
+below), so a replay step costs one Python call plus its numpy calls.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from typing import NamedTuple
 import numpy as np
 
 from nncli.autodiff import ops as P
+from nncli.autodiff.ops import NP
+
+ndarray = np.ndarray
+asarray = np.asarray
 
 
 class Kernel(NamedTuple):
@@ -203,3 +211,88 @@ def sum_to(shape, g_shape):
         return out.reshape(shape) if lead else out
 
     return Kernel(fn, (0,)), keep
+
+
+# -- run functions: one closure per instruction, slots bound at compile time -------------
+def _ufunc_run(fn, reads, o, out, scalar):
+    """``fn(*arrays[, out])`` for a numpy ufunc (0-d results made arrays when fresh)."""
+    if len(reads) == 1:
+        (a,) = reads
+        if out is not None:
+            def run(S): S[o] = fn(S[a], out)
+        elif scalar:
+            def run(S): S[o] = asarray(fn(S[a]))
+        else:
+            def run(S): S[o] = fn(S[a])
+        return run
+    a, b = reads
+    if out is not None:
+        def run(S): S[o] = fn(S[a], S[b], out)
+    elif scalar:
+        def run(S): S[o] = asarray(fn(S[a], S[b]))
+    else:
+        def run(S): S[o] = fn(S[a], S[b])
+    return run
+
+
+def _fn_run(fn, reads, o, out, fresh):
+    """``fn(out, *arrays)`` for a kernel function; ``fresh`` (shape, dtype): a new ``out`` per call."""
+    if out is None:
+        shape, dtype = fresh
+        def run(S): S[o] = fn(np.empty(shape, dtype), *[S[i] for i in reads])
+    elif len(reads) == 1:
+        (a,) = reads
+        def run(S): S[o] = fn(out, S[a])
+    elif len(reads) == 2:
+        a, b = reads
+        def run(S): S[o] = fn(out, S[a], S[b])
+    else:
+        def run(S): S[o] = fn(out, *[S[i] for i in reads])
+    return run
+
+
+def kernel_make(kernel, reads, o, shape, dtype):
+    if kernel.view:
+        fn, (a,) = kernel.fn, reads
+
+        def view(_):
+            def run(S): S[o] = fn(S[a])
+            return run
+        return view
+    if kernel.ufunc:
+        return lambda out: _ufunc_run(kernel.fn, reads, o, out, shape == ())
+    return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype))
+
+
+def forward_make(op, attrs, reads, writes):
+    """Run ``op.forward`` itself; ``writes`` is [out slot or None, saved slot or None]."""
+    fwd = op.forward
+
+    def make(_):
+        o, s = writes
+
+        def run(S):
+            y, saved = fwd(attrs, *[S[i] for i in reads])
+            if o is not None:
+                S[o] = y if type(y) is ndarray else asarray(y)
+            if s is not None:
+                S[s] = saved
+        return run
+    return make
+
+
+def backward_make(op, attrs, needs, g, xs, y, saved, outs):
+    """Run ``op.backward(NP, ...)`` itself; ``outs`` pairs an input position with its slot."""
+    bwd = op.backward
+
+    def make(_):
+        def run(S):
+            grads = bwd(NP, S[g], [S[i] for i in xs], S[y], S[saved], attrs, needs)
+            for i, w in outs:
+                gi = grads[i]
+                if gi is None:
+                    raise RuntimeError(f"{op.__name__}.backward gave no gradient for input {i} on replay, "
+                                       "though it did while tracing")
+                S[w] = gi
+        return run
+    return make

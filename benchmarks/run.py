@@ -1,0 +1,204 @@
+"""Benchmark nncli's train steps against hand-written numpy and PyTorch: one table.
+
+    python benchmarks/run.py                         # everything, a few minutes
+    python benchmarks/run.py -w W1,W2 --rounds 5     # some workloads
+    python benchmarks/run.py --no-torch --no-memory --no-startup
+
+Each workload (workloads.py) is timed for nncli eager, nncli compiled (the same step
+under ``ad.function``), hand-written numpy (the MLPs) and PyTorch when installed.
+Timing: ``time.perf_counter`` around blocks of steps sized to ~0.2 s after a warm-up;
+the frameworks take turns block by block (so a load spike on a shared machine hits
+all of them), and each gets the median of ``--rounds`` blocks. Everyone uses the same
+number of threads: numpy's BLAS pool size (threadpoolctl when installed, else
+``os.cpu_count()``), given to ``torch.set_num_threads``. Ratios are throughputs
+(samples/s) from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import chain
+import memory
+import workloads
+
+# (workload, what, threshold): the issue's targets, checked at the end of a run
+TARGETS = [
+    ("W1", "compiled/torch", 5.0), ("W1", "compiled/numpy", 1 / 1.5),
+    ("W2", "compiled/torch", 1.1), ("W2", "compiled/numpy", 1 / 1.15),
+    ("W3", "compiled/torch", 0.9), ("W4", "compiled/torch", 0.7), ("W5", "compiled/torch", 0.7),
+]
+
+
+def blas_threads() -> int:
+    """The size of numpy's BLAS thread pool."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return os.cpu_count() or 1
+    pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(pools) if pools else os.cpu_count() or 1
+
+
+def load_torch(threads: int):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def measure(steps: dict, rounds: int, budget: float = 0.2) -> dict:
+    """Median seconds per step of each ``step()``, frameworks interleaved block by block."""
+    blocks = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step()  # first call: builds, traces
+        for _ in range(2):
+            step()
+        per = max((time.perf_counter() - start) / 3, 1e-7)
+        blocks[name] = max(1, int(budget / per))
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            n = blocks[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                step()
+            times[name].append((time.perf_counter() - start) / n)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def fmt_rate(seconds: float | None, batch: int) -> str:
+    if seconds is None:
+        return "-"
+    return f"{batch / seconds:,.0f}/s {seconds * 1e3:.3g}ms"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """Throughput of ``a`` over ``b`` (both seconds per step)."""
+    return None if a is None or b is None else b / a
+
+
+def run_workloads(names, torch, rounds) -> dict:
+    cols = ("eager", "compiled", "numpy", "torch")
+    print(f"\n{'workload':<58}" + "".join(f"{c:>21}" for c in cols) + f"{'compiled/torch':>16}{'compiled/numpy':>16}")
+    results = {}
+    for name in names:
+        w = workloads.WORKLOADS[name]
+        steps = {"eager": workloads.nncli_step(w, False), "compiled": workloads.nncli_step(w, True)}
+        hand = workloads.numpy_step(w)
+        if hand is not None:
+            steps["numpy"] = hand
+        if torch is not None:
+            steps["torch"] = workloads.torch_step(w, torch)
+        t = measure(steps, rounds)
+        r = {"compiled/torch": ratio(t["compiled"], t.get("torch")),
+             "compiled/numpy": ratio(t["compiled"], t.get("numpy"))}
+        results[name] = {**t, **r}
+        cells = "".join(f"{fmt_rate(t.get(c), w.batch):>21}" for c in cols)
+        rs = "".join(f"{'-' if v is None else f'{v:.2f}x':>16}" for v in r.values())
+        print(f"{name + ' ' + w.title:<58}{cells}{rs}", flush=True)
+    return results
+
+
+def run_chain(n_ops, torch, rounds) -> dict:
+    steps = {"eager": chain.nncli_step(n_ops, False), "compiled": chain.nncli_step(n_ops, True)}
+    if torch is not None:
+        steps["torch"] = chain.torch_step(n_ops, torch)
+    t = measure(steps, rounds)
+    us = {k: v / n_ops * 1e6 for k, v in t.items()}
+    print(f"\nW6 chain of {n_ops} small ops (float32[{chain.SIZE}]), forward + backward, us per op: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in us.items()))
+    return us
+
+
+def run_memory(steps: int) -> dict:
+    out = {m: memory.measure("W2", m, steps) for m in memory.MODES}
+    print(f"\nW2 peak memory over {steps} steps (tracemalloc, fresh process each):")
+    base = out["numpy"]["peak"]
+    for m, r in out.items():
+        cur = r["current"]
+        drift = cur[-1] - cur[0]
+        print(f"  {m:<9} peak {r['peak'] / 2**20:7.2f} MiB ({r['peak'] / base:.2f}x numpy), "
+              f"held from step {steps // 10} to {steps}: {cur[0] / 2**20:.2f} -> {cur[-1] / 2**20:.2f} MiB "
+              f"(drift {drift / 1024:+.0f} KiB)")
+    return out
+
+
+def run_startup(repeat: int) -> float:
+    exe = shutil.which("nncli") or str(Path(sys.executable).with_name("nncli"))
+    cmd = [exe, "--help"] if Path(exe).exists() else [
+        sys.executable, "-c", "import sys; sys.argv = ['nncli', '--help']; from nncli.cli import main; main()"]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(f"\nstart-up: `nncli --help` median {median:.3f} s over {repeat} runs")
+    return median
+
+
+def check_targets(results, us, mem, startup) -> None:
+    print("\ntargets:")
+    for name, what, need in TARGETS:
+        value = results.get(name, {}).get(what)
+        if value is not None:
+            print(f"  {name} {what} = {value:.2f}x (need >= {need:.2f}x): {'met' if value >= need else 'MISSED'}")
+    for kind, need in (("eager", 4.0), ("compiled", 1.5)):
+        if kind in us:
+            print(f"  W6 {kind} {us[kind]:.2f} us/op (need <= {need}): {'met' if us[kind] <= need else 'MISSED'}")
+    if mem:
+        r = mem["compiled"]["peak"] / mem["numpy"]["peak"]
+        cur = mem["compiled"]["current"]
+        flat = cur[-1] - cur[0] <= 0.01 * mem["compiled"]["peak"]
+        print(f"  W2 compiled peak memory {r:.2f}x numpy (need <= 1.3x): {'met' if r <= 1.3 else 'MISSED'}; "
+              f"flat: {'yes' if flat else 'NO'}")
+    if startup is not None:
+        print(f"  nncli --help {startup:.3f} s (need < 0.5 s): {'met' if startup < 0.5 else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-w", "--workloads", default="W1,W2,W3,W4,W5,W6",
+                        help="comma-separated workloads (W1..W6)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed blocks per framework (median taken)")
+    parser.add_argument("--ops", type=int, default=1000, help="W6 chain length")
+    parser.add_argument("--memory-steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="default: numpy's BLAS threads")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-startup", action="store_true")
+    args = parser.parse_args()
+
+    threads = args.threads or blas_threads()
+    torch = None if args.no_torch else load_torch(threads)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}; {threads} threads for BLAS and torch")
+    names = [n.strip().upper() for n in args.workloads.split(",") if n.strip()]
+    unknown = [n for n in names if n not in workloads.WORKLOADS and n != "W6"]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from W1..W6")
+    results = run_workloads([n for n in names if n != "W6"], torch, args.rounds)
+    us = run_chain(args.ops, torch, args.rounds) if "W6" in names else {}
+    mem = None if args.no_memory else run_memory(args.memory_steps)
+    startup = None if args.no_startup else run_startup(5)
+    check_targets(results, us, mem, startup)
+
+
+if __name__ == "__main__":
+    main()
