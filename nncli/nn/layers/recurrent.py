@@ -19,12 +19,32 @@ from nncli.nn.layers.core import config_name
 from nncli.nn.module import Layer
 from nncli.nn.registry import register
 
-# name -> (activation on arrays, its derivative written with the activation's output)
+
+def _d_tanh(y, out):
+    np.multiply(y, y, out=out)
+    return np.subtract(1, out, out=out)
+
+
+def _d_sigmoid(y, out):
+    np.subtract(1, y, out=out)
+    return np.multiply(out, y, out=out)
+
+
+def _d_relu(y, out):
+    return np.greater(y, 0, out=out)
+
+
+def _d_linear(y, out):
+    out[...] = 1
+    return out
+
+
+# name -> (activation on arrays, its derivative from the activation's output y, written into out)
 FUSED_ACTIVATIONS = {
-    "tanh": (np.tanh, lambda y: 1 - y * y),
-    "sigmoid": (_sigmoid, lambda y: y * (1 - y)),
-    "relu": (lambda z: np.maximum(z, 0), lambda y: (y > 0).astype(y.dtype)),
-    "linear": (lambda z: z, np.ones_like),
+    "tanh": (np.tanh, _d_tanh),
+    "sigmoid": (_sigmoid, _d_sigmoid),
+    "relu": (lambda z: np.maximum(z, 0), _d_relu),
+    "linear": (lambda z: z, _d_linear),
 }
 
 
@@ -52,7 +72,7 @@ def _rnn_run(attrs, xw, U, h0):
 
 
 def _rnn_grads(attrs, xw, U, h0, H, G):
-    D = FUSED_ACTIVATIONS[attrs[0]][1](H)  # act' at every step, from the outputs
+    D = FUSED_ACTIVATIONS[attrs[0]][1](H, np.empty_like(H))  # act' at every step, from the outputs
     DA = np.empty_like(xw)  # (b, T, u): dL/d(pre-activation)
     dh, UT = np.zeros_like(h0), np.ascontiguousarray(U.T)  # dL/dh_t from later steps
     for t in range(xw.shape[1] - 1, -1, -1):
@@ -61,7 +81,8 @@ def _rnn_grads(attrs, xw, U, h0, H, G):
     return DA, _weight_grad(_shifted(h0, H), DA), dh
 
 
-# -- LSTM, gates i, f, c, o: inputs (xw, U, h0, c0) -> Y = [H | C] (b, T, 2u) -----------
+# -- LSTM, gates i, f, c, o: inputs (xw, U, h0, c0) -> Y = [H | C | gates] (b, T, 6u) ---
+# (the gates are kept in the output so that backward need not recompute them)
 
 
 def _lstm_gates(z, act, ract, u):
@@ -74,13 +95,13 @@ def _lstm_run(attrs, xw, U, h0, c0):
     act, ract = (FUSED_ACTIVATIONS[a][0] for a in attrs)
     b, T, four_u = xw.shape
     u = four_u // 4
-    Y = np.empty((b, T, 2 * u), dtype=xw.dtype)
+    Y = np.empty((b, T, 6 * u), dtype=xw.dtype)
     h, c = h0, c0
     for t in range(T):
         g = _lstm_gates(xw[:, t] + h @ U, act, ract, u)
         c = g[:, u:2 * u] * c + g[:, :u] * g[:, 2 * u:3 * u]
         h = g[:, 3 * u:] * act(c)
-        Y[:, t, :u], Y[:, t, u:] = h, c
+        Y[:, t, :u], Y[:, t, u:2 * u], Y[:, t, 2 * u:] = h, c, g
     return Y
 
 
@@ -88,24 +109,24 @@ def _lstm_grads(attrs, xw, U, h0, c0, Y, G):
     (act, dact), (ract, dract) = (FUSED_ACTIVATIONS[a] for a in attrs)
     b, T, four_u = xw.shape
     u = four_u // 4
-    H, C = Y[..., :u], Y[..., u:]
+    H, C, A = Y[..., :u], Y[..., u:2 * u], Y[..., 2 * u:]  # A: (b, T, 4u) gates of all steps
     Hp, Cp = _shifted(h0, H), _shifted(c0, C)
-    A = _lstm_gates(xw + (Hp.reshape(-1, u) @ U).reshape(xw.shape), act, ract, u)  # (b, T, 4u) all steps
     TC = act(C)
-    D = dract(A)  # gate derivatives, then times what each gate multiplies
-    D[..., 2 * u:3 * u] = dact(A[..., 2 * u:3 * u])
+    D = dract(A, np.empty_like(A))  # gate derivatives, then times what each gate multiplies
+    dact(A[..., 2 * u:3 * u], D[..., 2 * u:3 * u])
     D[..., :u] *= A[..., 2 * u:3 * u]  # i multiplies the candidate
     D[..., u:2 * u] *= Cp  # f multiplies the previous cell
     D[..., 2 * u:3 * u] *= A[..., :u]  # the candidate is multiplied by i
     D[..., 3 * u:] *= TC  # o multiplies act(c)
-    OD = A[..., 3 * u:] * dact(TC)  # dc += dh * o * act'(c)
+    OD = dact(TC, np.empty_like(TC))  # dc += dh * o * act'(c)
+    OD *= A[..., 3 * u:]
     forget = A[..., u:2 * u]
     DZ = np.empty_like(xw)
     D4, DZ4 = D.reshape(b, T, 4, u), DZ.reshape(b, T, 4, u)  # views: one row per gate
     dh, dc, UT = np.zeros_like(h0), np.zeros_like(c0), np.ascontiguousarray(U.T)
     for t in range(T - 1, -1, -1):
         dh = G[:, t, :u] + dh
-        dc = G[:, t, u:] + dc + dh * OD[:, t]
+        dc = G[:, t, u:2 * u] + dc + dh * OD[:, t]
         np.multiply(D4[:, t, :3], dc[:, None, :], out=DZ4[:, t, :3])  # i, f, candidate
         np.multiply(D4[:, t, 3], dh, out=DZ4[:, t, 3])  # o
         dh = DZ[:, t] @ UT
@@ -141,10 +162,12 @@ def _gru_grads(attrs, xw, U, br, h0, H, G):
     ZR = ract(xw[..., :2 * u] + REC[..., :2 * u])
     Z, R = ZR[..., :u], ZR[..., u:]
     HH = act(xw[..., 2 * u:] + R * REC[..., 2 * u:])
-    dZR = dract(ZR)
-    to_hh = (1 - Z) * dact(HH)  # dh -> d(candidate pre-activation)
-    to_z = (Hp - HH) * dZR[..., :u]  # dh -> d(z pre-activation)
-    to_r = REC[..., 2 * u:] * dZR[..., u:]  # d(candidate pre-act.) -> d(r pre-activation)
+    dZR = dract(ZR, np.empty_like(ZR))
+    to_hh = dact(HH, np.empty_like(HH))  # dh -> d(candidate pre-activation)
+    to_hh *= 1 - Z
+    to_z = np.subtract(Hp, HH)  # dh -> d(z pre-activation)
+    to_z *= dZR[..., :u]
+    to_r = np.multiply(REC[..., 2 * u:], dZR[..., u:])  # d(candidate pre-act.) -> d(r pre-activation)
     DX = np.empty_like(xw)  # dL/d(xw)
     DREC = np.empty_like(xw)  # dL/d(rec)
     dh, UT = np.zeros_like(h0), np.ascontiguousarray(U.T)
@@ -207,7 +230,7 @@ class SimpleRNNOp(_Recurrence):
 
 
 class LSTMOp(_Recurrence):
-    """(xw (b, T, 4u), U (u, 4u), h0, c0) -> [H | C] (b, T, 2u); attrs (activation, recurrent_activation)."""
+    """(xw (b, T, 4u), U (u, 4u), h0, c0) -> [H | C | gates] (b, T, 6u); attrs (activation, recurrent_activation)."""
 
     run, grads = staticmethod(_lstm_run), staticmethod(_lstm_grads)
 
@@ -284,7 +307,7 @@ def lstm(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, activation: s
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if key and rkey and not unroll:
         Y = apply(LSTMOp, (xw, ad.as_tensor(recurrent_kernel), h0, c0), (key, rkey))
-        return Y[:, :, :u], Y[:, -1, :u], Y[:, -1, u:]
+        return Y[:, :, :u], Y[:, -1, :u], Y[:, -1, u:2 * u]
 
     def step(xt, states):
         h, c = states
