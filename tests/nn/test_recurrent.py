@@ -129,6 +129,7 @@ def test_lstm_and_gru_match_torch():
 @pytest.mark.parametrize("cls, args", [
     (LSTM, {"return_sequences": True}),
     (LSTM, {"activation": "relu", "recurrent_activation": "tanh"}),
+    (LSTM, {"activation": None}),
     (GRU, {"return_sequences": True, "go_backwards": True}),
     (GRU, {"reset_after": False}),
     (SimpleRNN, {"return_sequences": True}),

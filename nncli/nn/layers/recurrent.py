@@ -20,31 +20,12 @@ from nncli.nn.module import Layer
 from nncli.nn.registry import register
 
 
-def _d_tanh(y, out):
-    np.multiply(y, y, out=out)
-    return np.subtract(1, out, out=out)
-
-
-def _d_sigmoid(y, out):
-    np.subtract(1, y, out=out)
-    return np.multiply(out, y, out=out)
-
-
-def _d_relu(y, out):
-    return np.greater(y, 0, out=out)
-
-
-def _d_linear(y, out):
-    out[...] = 1
-    return out
-
-
 # name -> (activation on arrays, its derivative from the activation's output y, written into out)
 FUSED_ACTIVATIONS = {
-    "tanh": (np.tanh, _d_tanh),
-    "sigmoid": (_sigmoid, _d_sigmoid),
-    "relu": (lambda z: np.maximum(z, 0), _d_relu),
-    "linear": (lambda z: z, _d_linear),
+    "tanh": (np.tanh, lambda y, out: np.subtract(1, np.multiply(y, y, out=out), out=out)),
+    "sigmoid": (_sigmoid, lambda y, out: np.multiply(np.subtract(1, y, out=out), y, out=out)),
+    "relu": (lambda z: np.maximum(z, 0), lambda y, out: np.greater(y, 0, out=out)),
+    "linear": (lambda z: z, lambda y, out: out.fill(1) or out),  # fill() returns None
 }
 
 
