@@ -1,13 +1,14 @@
 """Convolutions: ``conv1d``/``conv2d`` as fused primitives, and the Conv1D/Conv2D layers.
 
 Channels-last (NHWC), Keras kernel layout ``(kh, kw, in, filters)``. The forward pass
-pads, takes every receptive field as one strided view of the input (no copy), flattens
-it once (im2col) and multiplies by the kernel in one BLAS call. Its three linear maps
-are primitives that differentiate into each other, as in TensorFlow, so gradients of
-any order and traced Functions work:
+pads, takes every receptive field as one strided view of the input, flattens it once
+(im2col, with a column of ones for the bias) and multiplies by the kernel in one BLAS
+call; a relu activation is applied in place. Its linear maps are primitives that
+differentiate into each other, as in TensorFlow, so gradients of any order and traced
+Functions work:
 
-    y  = Conv2DOp(x, w)                  dx = Conv2DBackpropInput(g, w)
-                                         dw = Conv2DBackpropFilter(x, g)
+    y  = Conv2DOp(x, w[, b])             dx = Conv2DBackpropInput(g, w)
+                                         dw[, db] = Conv2DBackpropFilter(x, g)
 """
 
 from __future__ import annotations
@@ -290,6 +291,7 @@ def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: i
     """
     x, kernel = ad.as_tensor(x), ad.as_tensor(kernel)
     _check(x, kernel, 1, "conv1d")
+    strides, dilation_rate = as_pair(strides, "strides")[0], as_pair(dilation_rate, "dilation_rate")[0]
     pads, _ = padding_and_size(x.shape[1], kernel.shape[0], strides, dilation_rate, padding)
     x4 = ad.reshape(x, (x.shape[0], 1) + x.shape[1:])  # a height-1 image
     k4 = ad.reshape(kernel, (1,) + kernel.shape)
