@@ -9,9 +9,10 @@ under ``ad.function``), hand-written numpy (the MLPs) and PyTorch when installed
 Timing: ``time.perf_counter`` around blocks of steps sized to ~0.2 s after a warm-up;
 the frameworks take turns block by block (so a load spike on a shared machine hits
 all of them), and each gets the median of ``--rounds`` blocks. Everyone uses the same
-number of threads: numpy's BLAS pool size (threadpoolctl when installed, else
-``os.cpu_count()``), given to ``torch.set_num_threads``. Ratios are throughputs
-(samples/s) from the same run.
+number of threads: numpy's BLAS pool size (threadpoolctl when installed, else the
+thread environment variables, else ``os.cpu_count()``), given to ``torch.set_num_threads``;
+``--threads N`` restarts the script with OPENBLAS/OMP/MKL_NUM_THREADS=N. Ratios are
+throughputs (samples/s) from the same run.
 """
 
 from __future__ import annotations
@@ -40,14 +41,29 @@ TARGETS = [
 ]
 
 
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def blas_threads() -> int:
-    """The size of numpy's BLAS thread pool."""
+    """The size of numpy's BLAS thread pool: threadpoolctl's answer when it is installed, else
+    the environment's OPENBLAS/OMP/MKL_NUM_THREADS, else ``os.cpu_count()`` (OpenBLAS's default)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
+        for var in THREAD_VARS:
+            if os.environ.get(var, "").isdigit():
+                return int(os.environ[var])
         return os.cpu_count() or 1
     pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
     return max(pools) if pools else os.cpu_count() or 1
+
+
+def restart_with_threads(n: int) -> None:
+    """numpy sizes its BLAS pool at import: run this script again with the thread variables set."""
+    if os.environ.get("NNCLI_BENCH_THREADS") == str(n):
+        return
+    env = dict(os.environ, NNCLI_BENCH_THREADS=str(n), **{var: str(n) for var in THREAD_VARS})
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def load_torch(threads: int):
@@ -177,13 +193,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="timed blocks per framework (median taken)")
     parser.add_argument("--ops", type=int, default=1000, help="W6 chain length")
     parser.add_argument("--memory-steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=None, help="default: numpy's BLAS threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for BLAS and torch (default: numpy's BLAS pool size)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-startup", action="store_true")
     args = parser.parse_args()
 
-    threads = args.threads or blas_threads()
+    if args.threads is not None:
+        restart_with_threads(args.threads)
+    threads = blas_threads()
     torch = None if args.no_torch else load_torch(threads)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"

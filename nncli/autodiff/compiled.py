@@ -390,6 +390,8 @@ class Program:
 
 def _spec(value, slot_of, live, n_args):
     """The output structure with each tensor replaced by where its value comes from."""
+    if isinstance(value, Variable):
+        return ("obj", value)  # the Variable itself, as eager returns it
     if isinstance(value, Tensor):
         s = slot_of.get(id(value))
         if s is not None and s < n_args:

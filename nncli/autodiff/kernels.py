@@ -180,11 +180,16 @@ def backward(op, attrs, i, x_shapes, dtypes) -> Kernel | str | None:
     if op is P.Relu:
         return Kernel(_relu_grad, ("g", "y"), inplace=(1,))
     if op is P.MatMul and len(x_shapes[0]) >= 2 and len(x_shapes[1]) >= 2:
-        if i == 0:  # g @ b^T, b^T a view: BLAS reads it transposed, no copy
+        # g @ b^T and a^T @ g, the transposes views: BLAS reads them transposed, no copy
+        if i == 0:
+            if len(x_shapes[1]) == 2:
+                return Kernel(lambda out, g, b: np.matmul(g, b.T, out), ("g", 1))
             axes = _swap_axes(len(x_shapes[1]))
-            return Kernel(lambda out, g, b: np.matmul(g, np.transpose(b, axes), out), ("g", 1))
+            return Kernel(lambda out, g, b: np.matmul(g, b.transpose(axes), out), ("g", 1))
+        if len(x_shapes[0]) == 2:
+            return Kernel(lambda out, g, a: np.matmul(a.T, g, out), ("g", 0))
         axes = _swap_axes(len(x_shapes[0]))
-        return Kernel(lambda out, g, a: np.matmul(np.transpose(a, axes), g, out), ("g", 0))
+        return Kernel(lambda out, g, a: np.matmul(a.transpose(axes), g, out), ("g", 0))
     if op is P.Reshape:
         shape = x_shapes[0]
         return Kernel(lambda g: np.reshape(g, shape), ("g",), view=True)
@@ -204,6 +209,8 @@ def sum_to(shape, g_shape):
     lead = len(g_shape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + k for k, n in enumerate(shape) if n == 1 and g_shape[lead + k] != 1)
+    if len(axes) == lead:  # only leading axes (a bias): straight into ``shape``
+        return Kernel(lambda out, g: np.add.reduce(g, axes, None, out), (0,)), shape
     keep = tuple(1 if k in axes else n for k, n in enumerate(g_shape))
 
     def fn(out, g):

@@ -223,14 +223,15 @@ def test_buffers_are_reused_and_shared_values_survive():
         assert float(fast(x)) == pytest.approx(float(f(ad.Tensor(x))), rel=1e-6)
 
 
-def test_outputs_keep_their_structure_and_pass_inputs_and_constants_through():
-    f = ad.function(lambda x, scale: {"x": x, "y": [x * scale, ad.Tensor(3.0)], "n": 7})
+def test_outputs_keep_their_structure_and_pass_inputs_variables_and_constants_through():
+    v = ad.Variable([1.0, 2.0])
+    f = ad.function(lambda x, scale: {"x": x, "y": [x * scale + v, ad.Tensor(3.0)], "n": 7, "v": v})
     x = np.ones(2, np.float32)
     f(x, 2.0)
     out = f(x * 2, 2.0)
-    assert out["n"] == 7 and float(out["y"][1]) == 3.0
+    assert out["n"] == 7 and float(out["y"][1]) == 3.0 and out["v"] is v
     np.testing.assert_array_equal(out["x"].numpy(), x * 2)
-    np.testing.assert_array_equal(out["y"][0].numpy(), x * 4)
+    np.testing.assert_array_equal(out["y"][0].numpy(), x * 4 + [1, 2])
 
 
 def test_the_compiled_graph_keeps_no_traced_tensor_alive():
@@ -249,3 +250,21 @@ def test_the_compiled_graph_keeps_no_traced_tensor_alive():
     assert isinstance(next(iter(fast._programs.values())), compiled.Program)
     assert len(refs) == 1 and refs[0]() is None
     np.testing.assert_allclose(fast(np.zeros(3, np.float32)).numpy(), np.full(3, 2.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("act", [ad.tanh, ad.relu, ad.sigmoid])
+def test_second_derivatives_inside_a_compiled_function(act):
+    def hessian_diagonal(x):
+        with ad.GradientTape() as outer:
+            outer.watch(x)
+            with ad.GradientTape() as inner:
+                inner.watch(x)
+                y = ad.sum(act(x) * x * x)
+            total = ad.sum(inner.gradient(y, x))
+        return outer.gradient(total, x)
+
+    fast = ad.function(hessian_diagonal)
+    for _ in range(3):
+        x = RNG.standard_normal(5).astype(np.float32)
+        np.testing.assert_allclose(fast(x).numpy(), hessian_diagonal(ad.Tensor(x)).numpy(), rtol=1e-5)
+    assert fast.trace_count == 1
