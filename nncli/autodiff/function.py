@@ -152,7 +152,8 @@ def _array(value) -> np.ndarray:
 
 
 def _recording() -> bool:
-    return any(t._recording for t in STATE.tapes)
+    tapes = STATE.tapes
+    return bool(tapes) and any(t._recording for t in tapes)
 
 
 class Function:

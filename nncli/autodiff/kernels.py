@@ -37,6 +37,10 @@ class Kernel(NamedTuple):
     ufunc: bool = False
     inplace: tuple = ()  # positions in ``reads`` that ``out`` may overwrite
     view: bool = False
+    run: object = None  # optional ``run(reads, o, out, dtype)``: the buffered step as one closure
+
+
+mul, add, sub, tanh, matmul, greater = np.multiply, np.add, np.subtract, np.tanh, np.matmul, np.greater
 
 
 ALL = (0, 1, 2)
@@ -69,6 +73,17 @@ def _sigmoid(out, x):
     return out
 
 
+def _sigmoid_run(reads, o, out, dtype):
+    (a,), half = reads, P._half(dtype)
+
+    def run(S):
+        mul(S[a], half, out)
+        tanh(out, out)
+        mul(out, half, out)
+        S[o] = add(out, half, out)
+    return run
+
+
 def _relu(out, x):
     return np.maximum(x, _zero(x.dtype), out=out)
 
@@ -81,7 +96,7 @@ def forward(op, attrs, shapes, dtypes) -> Kernel | None:
     if op in _UNARY and floats:
         return _ew(_UNARY[op], 1)
     if op is P.Sigmoid and floats:
-        return Kernel(_sigmoid, (0,), inplace=(0,))
+        return Kernel(_sigmoid, (0,), inplace=(0,), run=_sigmoid_run)
     if op is P.Relu and floats:
         return Kernel(_relu, (0,), inplace=(0,))
     if op is P.MatMul and floats and dtypes[0] == dtypes[1]:
@@ -148,6 +163,52 @@ def _relu_grad(out, g, y):
     return np.multiply(g, out, out)
 
 
+def _tanh_grad_run(reads, o, out, dtype):
+    g, y = reads
+
+    def run(S):
+        gv, yv = S[g], S[y]
+        mul(gv, yv, out)
+        mul(out, yv, out)
+        S[o] = sub(gv, out, out)
+    return run
+
+
+def _sigmoid_grad_run(reads, o, out, dtype):
+    g, y = reads
+
+    def run(S):
+        yv = S[y]
+        mul(yv, yv, out)
+        sub(yv, out, out)
+        S[o] = mul(S[g], out, out)
+    return run
+
+
+def _relu_grad_run(reads, o, out, dtype):
+    g, y = reads
+    zero = _zero(dtype)
+
+    def run(S):
+        greater(S[y], zero, out)
+        S[o] = mul(S[g], out, out)
+    return run
+
+
+def _matmul_bt_run(reads, o, out, dtype):  # g @ b.T
+    g, b = reads
+
+    def run(S): S[o] = matmul(S[g], S[b].T, out)
+    return run
+
+
+def _matmul_at_run(reads, o, out, dtype):  # a.T @ g
+    g, a = reads
+
+    def run(S): S[o] = matmul(S[a].T, S[g], out)
+    return run
+
+
 def backward(op, attrs, i, x_shapes, dtypes) -> Kernel | str | None:
     """How input ``i``'s gradient is computed from ``g``: a Kernel, ``"g"`` when it is ``g``
     itself, or None to run ``op.backward(NP, ...)``."""
@@ -174,20 +235,20 @@ def backward(op, attrs, i, x_shapes, dtypes) -> Kernel | str | None:
     if op is P.Square:
         return Kernel(_square_grad, ("g", 0), inplace=(1,))
     if op is P.Tanh:
-        return Kernel(_tanh_grad, ("g", "y"))
+        return Kernel(_tanh_grad, ("g", "y"), run=_tanh_grad_run)
     if op is P.Sigmoid:
-        return Kernel(_sigmoid_grad, ("g", "y"))
+        return Kernel(_sigmoid_grad, ("g", "y"), run=_sigmoid_grad_run)
     if op is P.Relu:
-        return Kernel(_relu_grad, ("g", "y"), inplace=(1,))
+        return Kernel(_relu_grad, ("g", "y"), inplace=(1,), run=_relu_grad_run)
     if op is P.MatMul and len(x_shapes[0]) >= 2 and len(x_shapes[1]) >= 2:
         # g @ b^T and a^T @ g, the transposes views: BLAS reads them transposed, no copy
         if i == 0:
             if len(x_shapes[1]) == 2:
-                return Kernel(lambda out, g, b: np.matmul(g, b.T, out), ("g", 1))
+                return Kernel(lambda out, g, b: np.matmul(g, b.T, out), ("g", 1), run=_matmul_bt_run)
             axes = _swap_axes(len(x_shapes[1]))
             return Kernel(lambda out, g, b: np.matmul(g, b.transpose(axes), out), ("g", 1))
         if len(x_shapes[0]) == 2:
-            return Kernel(lambda out, g, a: np.matmul(a.T, g, out), ("g", 0))
+            return Kernel(lambda out, g, a: np.matmul(a.T, g, out), ("g", 0), run=_matmul_at_run)
         axes = _swap_axes(len(x_shapes[0]))
         return Kernel(lambda out, g, a: np.matmul(a.transpose(axes), g, out), ("g", 0))
     if op is P.Reshape:
@@ -268,6 +329,9 @@ def kernel_make(kernel, reads, o, shape, dtype):
         return view
     if kernel.ufunc:
         return lambda out: _ufunc_run(kernel.fn, reads, o, out, shape == ())
+    if kernel.run is not None:
+        return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype)) if out is None \
+            else kernel.run(reads, o, out, dtype)
     return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype))
 
 
