@@ -105,7 +105,8 @@ class Maximum(Primitive):
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
         first = F.mask(_ge, xs[0], xs[1])  # ties go to the first argument
-        return F.where(first, g, 0), F.where(first, 0, g)
+        ga = g * first
+        return ga, g - ga
 
 
 class Minimum(Primitive):
@@ -114,7 +115,8 @@ class Minimum(Primitive):
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
         first = F.mask(_le, xs[0], xs[1])
-        return F.where(first, g, 0), F.where(first, 0, g)
+        ga = g * first
+        return ga, g - ga
 
 
 class Where(Primitive):
@@ -202,7 +204,8 @@ class Sigmoid(Primitive):
 
 class Relu(Primitive):
     forward = staticmethod(lambda attrs, x: (np.maximum(x, 0), None))
-    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (F.where(F.mask(_positive, y), g, 0),))
+    # g * mask, not where(mask, g, 0): numpy's where is several times slower on large arrays
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.mask(_positive, y),))
 
 
 class Softplus(Primitive):
@@ -215,8 +218,7 @@ class Clip(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        inside = F.mask(_Inside(*attrs), xs[0])
-        return (F.where(inside, g, 0),)
+        return (g * F.mask(_Inside(*attrs), xs[0]),)
 
 
 class _Inside:
