@@ -208,6 +208,9 @@ def main() -> None:
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}; {threads} threads for BLAS and torch")
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
+        print(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes are "
+              "running, and multi-threaded BLAS and torch slow down a lot when a core is busy")
     names = [n.strip().upper() for n in args.workloads.split(",") if n.strip()]
     unknown = [n for n in names if n not in workloads.WORKLOADS and n != "W6"]
     if unknown:

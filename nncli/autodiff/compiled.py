@@ -87,10 +87,6 @@ class _Ins:
         self.keep = keep  # the buffer shape when it differs from the result's (a reduction)
         self.alt = None  # (kernel, make) of a view replacing an OWNED copy, when safe
 
-    @property
-    def buffered(self) -> bool:
-        return self.kernel is not None and not self.kernel.view
-
 
 def _add_kernel():
     return K.Kernel(np.add, (0, 1), ufunc=True, inplace=(0, 1))
