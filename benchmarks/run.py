@@ -206,8 +206,9 @@ def main() -> None:
     torch = None if args.no_torch else load_torch(threads)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    torch_version = torch.__version__ if torch else ("not used" if args.no_torch else "not installed")
     print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed'}; {threads} thread{'' if threads == 1 else 's'} for BLAS and torch")
+          f"torch {torch_version}; {threads} thread{'' if threads == 1 else 's'} for BLAS and torch")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes are "
               "running, and multi-threaded BLAS and torch slow down a lot when a core is busy")

@@ -6,9 +6,12 @@ primitive op into a :class:`Trace`; a first-order ``tape.gradient`` inside it is
 recorded as one region rather than op by op. The trace is then compiled
 (compiled.py) into a flat list of numpy steps over preallocated buffers, and later
 calls with the same signature replay that, without running the Python code, any
-Tensor object or the tape. As with ``tf.function``, Python side effects and
-value-dependent Python branches happen at trace time only; Variable assignments,
-optimizer updates and random ops (stateful primitives) are replayed.
+Tensor object or the tape. As with ``tf.function``, Python side effects,
+value-dependent Python branches and values computed with numpy from a tensor's array
+happen at trace time only (the latter become constants); Variable assignments,
+optimizer updates and random ops (stateful primitives) are replayed, and Variables
+are read live. A Function reuses its buffers from call to call: do not call the same
+one from two threads at once.
 
 When a GradientTape is recording (the Function is differentiated from outside),
 the function runs eagerly instead, so the tape sees every op and gradients of any
