@@ -59,23 +59,6 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e
 
 
-class _LastSoftmax:
-    """The softmax computed by the latest SparseSoftmaxCrossentropy forward, keyed by the
-    identity of its input arrays. A replayed traced step runs the loss and then its gradient
-    op on the very same arrays; the gradient op reuses this softmax instead of recomputing
-    it. Tensor arrays are never changed in place, so identity means equal values."""
-
-    logits = labels = probs = flat = None
-
-    @classmethod
-    def take(cls, logits, labels):
-        """``(probs, flat labels)`` if they were computed from these arrays, else None; forgets them."""
-        hit = cls.logits is logits and cls.labels is labels
-        found = (cls.probs, cls.flat) if hit else None
-        cls.logits = cls.labels = cls.probs = cls.flat = None
-        return found
-
-
 class SparseSoftmaxCrossentropy(Primitive):
     """mean over rows of ``-log_softmax(logits)[label]``; inputs (logits (..., C), labels (...))."""
 
@@ -89,8 +72,6 @@ class SparseSoftmaxCrossentropy(Primitive):
         total = e.sum(axis=1)                        # (N,)
         loss = np.mean(np.log(total) - picked) if n else np.zeros((), x.dtype)
         e /= total[:, None]                          # softmax, kept for backward
-        memo = _LastSoftmax
-        memo.logits, memo.labels, memo.probs, memo.flat = logits, labels, e, flat
         return np.asarray(loss, dtype=x.dtype), (e, flat)
 
     @staticmethod
@@ -115,14 +96,9 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
     def forward(attrs, logits, labels, g):
         x, n, c = _rows(logits)
         scale = g / max(n, 1)
-        found = _LastSoftmax.take(logits, labels)
-        if found is not None:
-            probs, flat = found
-            grad = probs * scale  # a copy: a tape may still hold the softmax for its backward
-        else:
-            flat = _labels(labels, n, c)
-            grad = _softmax_rows(x)
-            grad *= scale
+        flat = _labels(labels, n, c)
+        grad = _softmax_rows(x)
+        grad *= scale
         grad[np.arange(n), flat] -= scale
         return grad.reshape(logits.shape), None
 
