@@ -242,6 +242,16 @@ class GradientTape:
                 _check_versions(op, versions)
             if graph_mode:
                 in_grads = op.backward(F, g, inputs, out, saved, attrs, needs)
+            elif len(inputs) == 1:  # the common unary case, without the generic loop
+                t = inputs[0]
+                gi = op.backward(F, g, [t._data], out._data, saved, attrs, needs)[0]
+                if gi is not None:
+                    if gi.shape != t._data.shape:
+                        gi = F.sum_to(gi, t._data.shape)
+                    k = id(t)
+                    prev = grads.get(k)
+                    grads[k] = gi if prev is None else prev + gi
+                continue
             else:
                 in_grads = op.backward(F, g, [t._data for t in inputs], out._data, saved, attrs, needs)
             for t, need, gi in zip(inputs, needs, in_grads):
