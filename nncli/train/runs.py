@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +36,8 @@ def check_run_id(run_id: str) -> str:
     if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
         raise RunError(f"invalid run id '{run_id}': expected letters, digits, '.', '_' or '-' "
                        "(starting with a letter or digit), no path separators or '..'")
+    if run_id == "latest":  # RUN_ID 'latest' means the newest run: a run called so could never be named
+        raise RunError("invalid run id 'latest': it is reserved for the newest run; choose another --run-id")
     return run_id
 
 
@@ -52,7 +56,8 @@ def list_runs(runs_dir: Path) -> list[Path]:
     """Run folders (those with a run.json), newest first."""
     if not runs_dir.is_dir():
         return []
-    runs = [p for p in runs_dir.iterdir() if p.is_dir() and (p / "run.json").is_file()]
+    runs = [p for p in runs_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "run.json").is_file()]  # hidden: half-made
 
     def created(p: Path) -> str:
         try:
@@ -169,21 +174,38 @@ class RunFolder:
         return self.path.name
 
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str, config: dict) -> RunFolder:
-        """Make the folder (refusing an existing one) and write config.yaml."""
+    def create(cls, runs_dir: Path, run_id: str, config: dict, info: dict | None = None) -> RunFolder:
+        """Make the folder with config.yaml (and run.json from ``info``), refusing an existing one.
+
+        The files are written in a hidden folder renamed into place at the end, so a crash never
+        leaves a half-made run folder (one that cannot be resumed, under an id that is taken).
+        """
         check_run_id(run_id)
-        path = Path(runs_dir) / run_id
+        runs_dir = Path(runs_dir)
+        path = runs_dir / run_id
+        if runs_dir.exists() and not runs_dir.is_dir():
+            raise RunError(f"cannot create run folder {path}: --runs-dir {runs_dir} is a file, expected a folder")
+        if path.exists() or path.is_symlink():
+            raise RunError(f"run folder {path} already exists: choose another --run-id, or --resume it")
+        tmp = runs_dir / f".{run_id}.{secrets.token_hex(4)}.tmp"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.mkdir()
-        except FileExistsError:
-            raise RunError(f"run folder {path} already exists: choose another --run-id, or --resume it") from None
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            (tmp / "checkpoints").mkdir(parents=True)
+            run = cls(tmp)
+            run.write_config(config)
+            if info is not None:
+                run.write_json(info)
+            os.rename(tmp, path)
         except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise RunError(f"cannot create run folder {path}: {err.strerror or err}") from None
-        (path / "checkpoints").mkdir()
-        run = cls(path)
-        run.write_config(config)
-        return run
+        return cls(path)
+
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of writes that a crash cut short (see :func:`atomic_write`)."""
+        for folder in (self.path, self.checkpoints):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def write_config(self, config: dict) -> None:
         atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())

@@ -139,9 +139,11 @@ class RunRecorder(Callback):
         self._samples += len(trainer.train_data.inputs) if hasattr(trainer.train_data, "inputs") else 0
         self._seconds += logs.get("time_s", 0.0)
         self.run.append_metrics({"epoch": epoch, **logs}, self.columns)  # first: see truncate_metrics
-        write_checkpoint(self.run, "last", trainer)
+        # best before last: a crash between the two then repeats this epoch on resume (rewriting
+        # best with the same weights), instead of leaving best one improvement behind.
         if trainer.state.best_epoch == epoch:
             write_checkpoint(self.run, "best", trainer)
+        write_checkpoint(self.run, "last", trainer)
         self._write_info(trainer, "running")
 
     def on_interrupt(self, trainer):
@@ -219,19 +221,23 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         check_run_id(run_id)
         if (runs_dir / run_id).exists():
             raise RunError(f"run folder {runs_dir / run_id} already exists: choose another --run-id, or --resume it")
-    parts = build(cfg)
+    try:
+        parts = build(cfg)
+    except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
+        raise cfg.error("model", f"expected a model and data that fit in memory, found: {err}") from None
     trainer = make_trainer(cfg, parts, callbacks)
     columns = metric_columns(cfg, trainer.validation is not None)
 
     if run is None:
-        stem = Path(config_path).stem
-        run = RunFolder.create(runs_dir, run_id or new_run_id(stem, runs_dir), cfg.to_dict(absolute_paths=True))
-        info = {"run_id": run.run_id, "status": "running", "created": _now(), "config": str(config_path),
+        run_id = run_id or new_run_id(Path(config_path).stem, runs_dir)
+        info = {"run_id": run_id, "status": "running", "created": _now(), "config": str(config_path),
                 "argv": list(argv if argv is not None else sys.argv), "seed": cfg.seed, "epochs": cfg.train.epochs,
                 "versions": {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()},
                 "data": _data_info(parts)}
+        run = RunFolder.create(runs_dir, run_id, cfg.to_dict(absolute_paths=True), info)
     else:
         info = run.read_json()
+        run.remove_partial_writes()
         last = run.checkpoints / "last.safetensors"
         if last.exists():
             restore_checkpoint(last, trainer)
@@ -250,6 +256,15 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         info["error"] = str(err)
         recorder._write_info(trainer, "failed")
         raise TrainingFailed(run, err) from None
+    except (RunError, OSError) as err:  # a write to the run folder failed (disk full, folder gone)
+        message = str(err) if isinstance(err, RunError) else (
+            f"could not write to {run.path} ({err.strerror or err}); the last checkpoint is intact")
+        info["error"] = message
+        try:
+            recorder._write_info(trainer, "failed")
+        except OSError:
+            pass  # run.json keeps its previous (complete) version
+        raise RunError(f"{message}; continue with --resume {run.run_id} once it can be written") from None
     _plot(run)
     return RunResult(run, status, trainer, cfg)
 
