@@ -19,6 +19,8 @@ _GENERATED_DEFAULTS = {
     "circles": (400, 0.05),
 }
 
+MAX_SAMPLES = 10_000_000  # most points of a generated set: more would only exhaust memory
+
 BUILTIN_SETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")
 """Names accepted by :func:`load_builtin` (and by ``data.source`` in a config)."""
 
@@ -98,8 +100,8 @@ def load_builtin(name: str, *, seed: int = 0, samples: int | None = None, noise:
     default_samples, default_noise = _GENERATED_DEFAULTS[name]
     samples = default_samples if samples is None else samples
     noise = default_noise if noise is None else noise
-    if not is_positive_int(samples):
-        raise DataError(f"data.samples for '{name}' must be a positive integer, found {samples!r}")
+    if not is_positive_int(samples) or samples > MAX_SAMPLES:
+        raise DataError(f"data.samples for '{name}' must be an integer from 1 to {MAX_SAMPLES:,}, found {samples!r}")
     if not is_number(noise) or not 0 <= noise < np.inf:
         raise DataError(f"data.noise for '{name}' must be a number >= 0, found {noise!r}")
     rng = np.random.default_rng(seed)

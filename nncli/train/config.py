@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import re
 import secrets
 import sys
@@ -30,6 +31,7 @@ from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origi
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
 
+from nncli.data.builtin import MAX_SAMPLES
 from nncli.errors import ConfigError
 from nncli.nn import registry
 from nncli.train.yamlio import (Key, Locator, Problem, apply_overrides, describe, did_you_mean, parse_key,
@@ -42,6 +44,8 @@ BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
 
 _Count = Annotated[int, Field(ge=1)]
+MAX_EPOCHS = 1_000_000  # a run that could never finish is refused, not started
+MAX_SAMPLE_VALUES = 10**8  # values in one sample (the product of input_shape): 400 MB of float32
 _Share = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -58,7 +62,7 @@ class DataConfig(_Section):
     target: str | None = None  # CSV target column; None: the last column
     x_key: str = "x"  # .npz key of the inputs
     y_key: str = "y"  # .npz key of the labels
-    samples: _Count | None = None  # size of a generated set; None: the set's own default
+    samples: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None  # size of a generated set; None: the set's own default
     noise: Annotated[float, Field(ge=0)] | None = None  # noise of a generated set; None: its default
     validation_split: _Share = 0.2  # share of the samples held out for validation
     test_split: _Share = 0.0  # share held out for a final test (validation_split + test_split < 1)
@@ -79,7 +83,7 @@ class EarlyStoppingConfig(_Section):
 class TrainConfig(_Section):
     """The ``train:`` section: how long and what to log."""
 
-    epochs: _Count = 10  # passes over the training samples
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10  # passes over the training samples
     metrics: list[str] = []  # names from the metrics registry, logged as <name> and val_<name>
     compile: bool = True  # run the training step as a traced ad.Function
     early_stopping: EarlyStoppingConfig | None = None  # null: never stop early; true: the defaults
@@ -96,6 +100,14 @@ class SequentialConfig(_Section):
 
     input_shape: list[_Count] = Field(min_length=1)  # required: one sample's shape, no batch axis
     layers: list[Any] = Field(min_length=1)  # required: each {type: <layer>, ...} or a layer name
+
+    @field_validator("input_shape")
+    @classmethod
+    def _bounded(cls, shape: list[int]) -> list[int]:
+        values = math.prod(shape)  # refused before any array of that size is made
+        if values > MAX_SAMPLE_VALUES:
+            raise ValueError(f"a sample shape of at most {MAX_SAMPLE_VALUES:,} values (this one has {values:,})")
+        return shape
 
 
 class _TopLevel(_Section):
