@@ -166,7 +166,7 @@ class LineLoader(yaml.SafeLoader):
             try:
                 return self.construct_object(node)
             except (yaml.YAMLError, ValueError, TypeError, AttributeError):
-                self.problems.append(Problem(mark, path, f"expected a plain YAML value, found {node.value!r} "
+                self.problems.append(Problem(mark, path, f"expected a plain YAML value, found {describe(node.value)} "
                                              f"tagged {node.tag.replace('tag:yaml.org,2002:', '!!')}"))
                 return None
         self._active.add(id(node))
