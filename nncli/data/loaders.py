@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import difflib
 import gzip
+import math
 import re
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from itertools import chain
@@ -105,7 +107,8 @@ def _read_csv_table(path: Path, min_columns: int = 2) -> tuple[list[str], np.nda
         r = int(ragged[0])
         raise DataError(f"row {r + 2}: expected {ncols} cells as in the header, found {lengths[r]}", where)
     try:  # one conversion for the whole file; look for the culprit only when it fails
-        table = np.array(list(chain.from_iterable(body)), dtype=np.float32).reshape(len(body), ncols)
+        with np.errstate(over="ignore"):  # 1e39 becomes inf, reported below with its place
+            table = np.array(list(chain.from_iterable(body)), dtype=np.float32).reshape(len(body), ncols)
     except ValueError:
         _raise_bad_cell(body, header, where)
     bad = ~np.isfinite(table)
@@ -175,16 +178,44 @@ def _load_csv(path, target):
 # ----------------------------------------------------------------------------- numpy files
 
 
+_NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (zip), empty .npz
+
+
+def _check_npy_size(f, path: Path) -> None:
+    """Refuse a .npy file whose header declares more data than the file holds (before allocating it)."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        return  # np.load checks the rest
+    shape, _, dtype = readers[version](f)
+    if dtype.hasobject:
+        return  # refused as pickled data by np.load
+    needed, have = math.prod(shape) * dtype.itemsize, path.stat().st_size - f.tell()
+    if have < needed:
+        raise DataError(f"truncated: the header declares shape {shape} of {dtype}, {needed:,} bytes of data, "
+                        f"but the file holds {have:,}", str(path))
+
+
 def _np_load(path: Path):
     """``np.load`` without pickles, its failures turned into DataErrors."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+            if not magic.startswith(_NUMPY_MAGIC):  # np.load would take it for a pickle
+                raise DataError("is not .npy or .npz data (numpy would read it as a pickle, which is "
+                                "never loaded); expected numeric arrays saved with numpy", str(path))
+            if magic == _NUMPY_MAGIC[0]:
+                f.seek(0)
+                _check_npy_size(f, path)
         return np.load(path, allow_pickle=False)
     except ValueError as err:
         if "pickle" in str(err):
             raise DataError("holds Python objects (pickled data), which are never loaded; "
                             "expected numeric arrays", str(path)) from None
         raise DataError(f"not a readable numpy file: {err}", str(path)) from None
-    except (OSError, EOFError, zlib.error) as err:
+    except MemoryError as err:  # a header that claims more than the file holds
+        raise DataError(f"declares an array too large to load ({err})", str(path)) from None
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
         raise DataError(f"not a readable numpy file: {err}", str(path)) from None
 
 
@@ -211,9 +242,15 @@ def _npz_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
                                 f"The archive has: {', '.join(archive.files) or 'nothing'}", where)
         try:
             return [archive[key] for key in keys]
-        except ValueError:
-            raise DataError("holds Python objects (object arrays), which are never loaded; "
-                            "expected numeric arrays", where) from None
+        except ValueError as err:
+            if "pickle" in str(err):
+                raise DataError("holds Python objects (object arrays), which are never loaded; "
+                                "expected numeric arrays", where) from None
+            raise DataError(f"not a readable .npz archive: {err}", where) from None
+        except MemoryError as err:
+            raise DataError(f"declares an array too large to load ({err})", where) from None
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:  # truncated or damaged
+            raise DataError(f"not a readable .npz archive (damaged or truncated): {err}", where) from None
 
 
 def _as_float32(array: np.ndarray, where: str, what: str) -> np.ndarray:
@@ -297,7 +334,7 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"truncated header: {ndim} dimensions need {offset} bytes, found {len(raw)}", where)
     dims = struct.unpack(f">{ndim}I", raw[4:offset])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # exact: int64 would wrap for 3 dims near 2**32
     found = len(raw) - offset
     if found != expected:
         kind = "truncated data" if found < expected else "extra data"

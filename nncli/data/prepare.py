@@ -143,8 +143,10 @@ def _split_sizes(n: int, validation_split: float, test_split: float, source_desc
 def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed):
     """``(x, y, source_desc, where(i), feature_names)`` for a built-in name or a file path."""
     if source in BUILTIN_SETS:
-        if labels is not None:
-            raise DataError(f"data.labels is for .npy and IDX files, but the source is the built-in set '{source}'")
+        for name, value in (("labels", labels), ("target", target)):
+            if value is not None:
+                kind = "names a CSV column" if name == "target" else "is for .npy and IDX files"
+                raise DataError(f"data.{name} {kind}, but the source is the built-in set '{source}'")
         x, y = load_builtin(source, seed=seed, samples=samples, noise=noise)
         return x, y, f"built-in set '{source}'", lambda i: f"built-in set '{source}', sample {i}", None
     path = Path(base_dir) / Path(str(source)).expanduser()
