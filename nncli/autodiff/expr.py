@@ -39,7 +39,7 @@ ALLOWED_OPS: tuple[str, ...] = (
 MAX_LENGTH = 10_000  # characters, checked before parsing
 MAX_NODES = 2_000  # Python syntax-tree nodes
 MAX_DEPTH = 100  # nesting levels of the expression tree
-MAX_RESULT_ELEMENTS = 10**8  # elements of any intermediate result (one_hot(i, 10**9) is refused)
+MAX_RESULT_ELEMENTS = 10**7  # elements of any intermediate result, checked before it is computed
 MAX_VALUE_LENGTH = 100_000  # characters of one --at value
 MAX_ELEMENTS = 1_000_000  # elements of one --at value (randn(1000, 1000) at most)
 MAX_VALUE_DIMS = 32
@@ -133,6 +133,8 @@ def parse(text: str) -> Expression:
         col = sum(len(ln) + 1 for ln in lines) + max((err.offset or 1) - 1, 0)
         msg = err.msg if err.msg.startswith("invalid syntax") else f"invalid syntax: {err.msg}"
         raise _error(text, msg, col) from None
+    except UnicodeError:  # a lone surrogate such as "\ud800"
+        raise ExpressionError("the expression is not valid Unicode text (it holds a lone surrogate)") from None
     except (RecursionError, MemoryError, ValueError):
         raise ExpressionError(f"the expression is too deeply nested or too large to parse:\n  {text[:80]}") from None
     count = sum(1 for _ in ast.walk(module))  # ast.walk is iterative, safe on deep trees
@@ -433,6 +435,9 @@ class _Evaluator:
         if isinstance(node, ListOf):
             return [self.run(item) for item in node.items]
         args = [self.arg(node, i, a) for i, a in enumerate(node.args)]
+        size = _result_size(node.op, args, dict(node.kwargs))
+        if size is not None and size > MAX_RESULT_ELEMENTS:  # refuse a broadcasting blow-up before it runs
+            raise self.error(node, f"{self.name(node)} gives {size:,} elements; at most {MAX_RESULT_ELEMENTS:,}")
         try:
             out = self.ops[node.op](*args, **dict(node.kwargs))
         except (TypeError, ValueError, IndexError, ArithmeticError, MemoryError) as err:
@@ -461,6 +466,31 @@ class _Evaluator:
         if self.text is None:
             return ExpressionError(what)
         return _error(self.text, what, node.col)
+
+
+_BROADCASTING = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "clip")
+
+
+def _result_size(op: str, args: list, kwargs: dict) -> int | None:
+    """The element count of ``op``'s result, for the ops whose result can outgrow their inputs;
+    None when it cannot grow or the arguments do not fit (the op then says why)."""
+    try:
+        if op in _BROADCASTING:
+            return math.prod(np.broadcast_shapes(*(np.shape(a) for a in args)))
+        if op == "matmul" and len(args) == 2:
+            a, b = (np.shape(x) for x in args)
+            if len(a) < 1 or len(b) < 1:
+                return None
+            rows, cols = (a[-2:-1] if len(a) > 1 else ()), (b[-1:] if len(b) > 1 else ())
+            return math.prod(np.broadcast_shapes(a[:-2], b[:-2])) * math.prod(rows) * math.prod(cols)
+        if op == "one_hot":
+            depth = kwargs.get("depth", args[1] if len(args) > 1 else 0)
+            return math.prod(np.shape(args[0])) * int(depth) if isinstance(depth, (int, float)) else None
+        if op in ("concat", "stack") and args and isinstance(args[0], list):
+            return sum(math.prod(np.shape(t)) for t in args[0])
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None
 
 
 def _op_symbol(op: ast.AST) -> str:
