@@ -22,6 +22,8 @@ from nncli.errors import ConfigError
 
 MAX_DEPTH = 64  # deepest nesting of lists and mappings, after aliases are expanded
 MAX_NODES = 100_000  # most YAML nodes visited when expanding aliases ("billion laughs" guard)
+MAX_WRITTEN_NODES = 20_000  # most YAML nodes written in one file (PyYAML reads ~50,000 a second)
+MAX_BYTES = 2**20  # largest config file read: configs are a few kilobytes
 
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -124,12 +126,17 @@ class LineLoader(yaml.SafeLoader):
 
     def __init__(self, text: str, locator: Locator):
         super().__init__(text)
-        self.locator, self.problems, self._depth, self._visits = locator, [], 0, 0
+        self.locator, self.problems, self._depth, self._visits, self._written = locator, [], 0, 0, 0
         self._active: set[int] = set()  # ids of nodes being built, to catch recursive aliases
 
     def compose_node(self, parent, index):
         self._depth += 1
+        self._written += 1
         try:
+            if self._written > MAX_WRITTEN_NODES:  # bound the parse time of a huge (generated?) file
+                mark = self.peek_event().start_mark
+                raise _Abort(Problem(Mark(self.locator.source, mark.line + 1, mark.column + 1), (),
+                                     f"expected at most {MAX_WRITTEN_NODES} values in a config, found more"))
             if self._depth > MAX_DEPTH:  # checked while composing: PyYAML's composer recurses
                 mark = self.peek_event().start_mark
                 raise _Abort(Problem(Mark(self.locator.source, mark.line + 1, mark.column + 1), (),
@@ -269,11 +276,14 @@ def read_yaml(path: Path, source: str | None = None) -> tuple[Any, Locator, list
     if path.is_dir():
         raise ConfigError(f"{source}: expected a YAML config file, found a directory")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # never more: a config is small, whatever the path points at
     except FileNotFoundError:
         raise ConfigError(f"{source}: expected a YAML config file, found no such file") from None
     except OSError as err:
         raise ConfigError(f"{source}: expected a readable YAML config file, found: {err.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{source}: expected a config file of at most {MAX_BYTES:,} bytes, found a larger file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
