@@ -245,7 +245,9 @@ def _check_data(check: "_Checker", cfg: DataConfig, raw: dict, base_dir: Path) -
         name = getattr(cfg, key)
         if name is None or (key == "source" and name in BUILTIN_DATASETS):
             continue
-        if not (base_dir / Path(name).expanduser()).exists():
+        if name.strip() and (base_dir / Path(name).expanduser()).is_dir():
+            check.add(("data", key), f"expected a data file, found the directory {name!r}")
+        elif not name.strip() or not (base_dir / Path(name).expanduser()).exists():
             builtin = key == "source" and not Path(name).suffix and "/" not in name
             hint = did_you_mean(name, BUILTIN_DATASETS) if builtin else ""
             what = f"a built-in set ({', '.join(BUILTIN_DATASETS)}) or an existing file" if builtin else "an existing file"
