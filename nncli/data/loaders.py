@@ -265,7 +265,7 @@ def _as_float32(array: np.ndarray, where: str, what: str) -> np.ndarray:
         if bad.any():
             pos = np.unravel_index(int(np.argmax(bad)), bad.shape)
             raise DataError(f"{what} at index {tuple(int(i) for i in pos)}: expected a finite "
-                            f"float32 number, found {array[pos]!r}", where)
+                            f"float32 number, found {array[pos].item()!r}", where)
     return out
 
 
