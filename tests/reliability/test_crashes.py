@@ -1,0 +1,258 @@
+"""Crashes: SIGKILL at random moments and during checkpoint writes, a full disk, damaged checkpoints.
+
+The promise: a killed run resumes from an intact checkpoint and ends bit-for-bit where an
+uninterrupted run ends; a failed write keeps the previous checkpoint and says so; a damaged
+checkpoint is refused with a clear message and never loaded in part.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reliability_tools import ROOT, TINY, assert_bad_input, cli, write
+
+import nncli.train.runs as runs_module
+import nncli.train.session as session
+from nncli.train.runs import load_checkpoint
+
+# Short epochs (6 batches) so that checkpoint writes are frequent; xor improves for long enough
+# that checkpoints/best.safetensors is rewritten often too.
+KILL_CONFIG = """\
+seed: 5
+data: {source: xor, samples: 64, validation_split: 0.25, batch_size: 8}
+model:
+  input_shape: [2]
+  layers:
+    - {type: Dense, units: 8, activation: tanh}
+    - {type: Dropout, rate: 0.1}
+    - {type: Dense, units: 1}
+loss: {type: BinaryCrossentropy, from_logits: true}
+optimizer: {type: Adam, learning_rate: 0.01}
+train: {epochs: 100, metrics: [accuracy]}
+"""
+
+# Runs the real CLI in a process whose fsync of a checkpoint's temporary file takes 20 ms longer:
+# a slow disk, so that a kill can be aimed at the middle of a checkpoint write. Library code is
+# untouched; only this process's os.fsync is wrapped.
+SLOW_DISK = """\
+import os, sys, time
+_fsync = os.fsync
+def fsync(fd):
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        name = ""
+    if ".safetensors." in name and name.endswith(".tmp"):
+        time.sleep(0.02)
+    _fsync(fd)
+os.fsync = fsync
+from nncli.cli import main
+sys.argv = ["nncli", *sys.argv[1:]]
+main()
+"""
+
+
+def _start(tmp_path: Path, *args) -> subprocess.Popen:
+    wrapper = tmp_path / "slow_disk.py"
+    if not wrapper.exists():
+        wrapper.write_text(SLOW_DISK)
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(wrapper), *map(str, args)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _partial_checkpoints(run: Path) -> list[Path]:
+    return list((run / "checkpoints").glob(".*.tmp")) if (run / "checkpoints").is_dir() else []
+
+
+def _wait_for_partial_write(proc: subprocess.Popen, run: Path, timeout: float = 10.0) -> bool:
+    """Poll until a checkpoint write is under way; False if the process ended first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if _partial_checkpoints(run):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def metrics_without_time(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(f)]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_checkpoint(a)[0], load_checkpoint(b)[0]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
+    """20+ SIGKILLs (half of them aimed at checkpoint writes), then a resume that finishes the run."""
+    cfg = write(tmp_path, KILL_CONFIG)
+    runs = tmp_path / "runs"
+    whole = _start(tmp_path, "train", cfg, "--runs-dir", runs, "--run-id", "whole", "--quiet")
+    assert whole.wait(timeout=120) == 0, whole.stderr.read()
+
+    run, rng = runs / "cut", random.Random(20261126)
+    kills = mid_write = 0
+    while kills < 24:
+        started = (run / "run.json").is_file()
+        debris = set(_partial_checkpoints(run))  # left by earlier kills, until a resume removes it
+        proc = _start(tmp_path, "train", cfg, "--runs-dir", runs, "--quiet",
+                      *(("--resume", "cut") if started else ("--run-id", "cut")))
+        if kills % 2 and started:
+            aimed = _wait_for_partial_write(proc, run)
+        else:  # anywhere: start-up, restore, a step, validation, a write
+            time.sleep(rng.uniform(0.0, 1.0))
+            aimed = False
+        if proc.poll() is not None:  # finished before the kill: it must have completed cleanly
+            assert proc.returncode == 0, proc.stderr.read()
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close(), proc.stderr.close()
+        kills += 1
+        mid_write += aimed or bool(set(_partial_checkpoints(run)) - debris)
+        for name in ("last", "best"):  # whatever was on disk is a complete, verified checkpoint
+            if (run / f"checkpoints/{name}.safetensors").exists():
+                load_checkpoint(run / f"checkpoints/{name}.safetensors")
+    assert kills >= 20, f"the run finished after {kills} kills: make it longer"
+    assert mid_write >= 8, f"only {mid_write} kills landed in a checkpoint write"
+
+    final = _start(tmp_path, "train", cfg, "--runs-dir", runs, "--resume", "cut", "--quiet")
+    assert final.wait(timeout=120) == 0, final.stderr.read()
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert _partial_checkpoints(run) == [] and list(run.glob(".*.tmp")) == []  # debris of cut writes removed
+    assert metrics_without_time(run) == metrics_without_time(runs / "whole")
+    for name in ("last", "best"):
+        assert_same_weights(run / f"checkpoints/{name}.safetensors", runs / f"whole/checkpoints/{name}.safetensors")
+
+
+# -- a full disk ---------------------------------------------------------------------------
+class _FailFromEpoch:
+    """A trainer callback that switches on a simulated full disk when epoch ``n`` begins."""
+
+    def __init__(self, n, switch):
+        self.n, self.switch = n, switch
+
+    def on_train_begin(self, trainer): ...
+    def on_batch_end(self, trainer, epoch, batch, logs): ...
+    def on_epoch_end(self, trainer, epoch, logs): ...
+    def on_interrupt(self, trainer): ...
+    def on_train_end(self, trainer, status): ...
+
+    def on_epoch_begin(self, trainer, epoch):
+        if epoch == self.n:
+            self.switch()
+
+
+def _disk_full_from_epoch(monkeypatch, n: int, target: str) -> None:
+    """From epoch ``n`` on, writing ``target`` ("checkpoint" or "metrics") fails with ENOSPC."""
+    full = []
+    real_write, real_append = runs_module.atomic_write, runs_module.RunFolder.append_metrics
+
+    def atomic_write(path, data):
+        if full and target == "checkpoint" and path.suffix == ".safetensors":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, data)
+
+    def append_metrics(self, row, columns):
+        if full and target == "metrics":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "metrics.csv"))
+        return real_append(self, row, columns)
+
+    real_make = session.make_trainer
+
+    def make_trainer(*args, **kwargs):
+        trainer = real_make(*args, **kwargs)
+        trainer.callbacks.append(_FailFromEpoch(n, lambda: full.append(True)))
+        return trainer
+
+    monkeypatch.setattr(runs_module, "atomic_write", atomic_write)
+    monkeypatch.setattr(runs_module.RunFolder, "append_metrics", append_metrics)
+    monkeypatch.setattr(session, "make_trainer", make_trainer)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("checkpoint", r"could not write checkpoint .*(best|last)\.safetensors \(No space left on device\); "
+                   r"the previous checkpoint is intact; continue with --resume full"),
+    ("metrics", r"could not write to .*full \(No space left on device\); the last checkpoint is intact"),
+])
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeypatch, target, message):
+    cfg = write(tmp_path, TINY.replace("epochs: 2", "epochs: 4"))
+    runs = tmp_path / "runs"
+    assert cli("train", cfg, "--runs-dir", runs, "--run-id", "two", "--set", "train.epochs=2", "--quiet").exit_code == 0
+    assert cli("train", cfg, "--runs-dir", runs, "--run-id", "four", "--quiet").exit_code == 0
+    with monkeypatch.context() as patch:
+        _disk_full_from_epoch(patch, 3, target)
+        result = cli("train", cfg, "--runs-dir", runs, "--run-id", "full", "--quiet")
+    assert_bad_input(result, message)
+    run = runs / "full"
+    tensors, meta = load_checkpoint(run / "checkpoints/last.safetensors")
+    assert meta["epoch"] == 2  # the checkpoint before the full disk, intact
+    assert_same_weights(run / "checkpoints/last.safetensors", runs / "two/checkpoints/last.safetensors")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "No space left on device" in info["error"]
+    assert _partial_checkpoints(run) == []
+    # with space again, the run continues and ends as if nothing had happened
+    assert cli("train", cfg, "--runs-dir", runs, "--resume", "full", "--quiet").exit_code == 0
+    assert metrics_without_time(run) == metrics_without_time(runs / "four")
+    assert_same_weights(run / "checkpoints/last.safetensors", runs / "four/checkpoints/last.safetensors")
+
+
+# -- damaged checkpoints ----------------------------------------------------------------------
+def _flip(offset_from_end: int):
+    def damage(blob: bytes) -> bytes:
+        i = len(blob) - offset_from_end
+        return blob[:i] + bytes([blob[i] ^ 0x01]) + blob[i + 1:]
+    return damage
+
+
+DAMAGE = {
+    "truncated_to_half": lambda b: b[: len(b) // 2],
+    "truncated_by_one_byte": lambda b: b[:-1],
+    "empty": lambda b: b"",
+    "one_bit_in_the_weights": _flip(3),
+    "one_bit_in_the_header": lambda b: b[:20] + bytes([b[20] ^ 0x01]) + b[21:],
+    "header_length_huge": lambda b: (2**62).to_bytes(8, "little") + b[8:],
+    "random_bytes": lambda b: random.Random(0).randbytes(len(b)),
+    "text_file": lambda b: b"not a checkpoint\n",
+    "appended_garbage": lambda b: b + b"\0" * 64,
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finished")
+    cfg = write(folder, TINY)
+    assert cli("train", cfg, "--runs-dir", folder / "runs", "--run-id", "done", "--quiet").exit_code == 0
+    return cfg, folder / "runs"
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_checkpoint_is_refused_on_resume_and_eval(finished_run, tmp_path, damage):
+    cfg, source = finished_run
+    runs = tmp_path / "runs"
+    __import__("shutil").copytree(source, runs)
+    run = runs / "done"
+    last = run / "checkpoints/last.safetensors"
+    last.write_bytes(DAMAGE[damage](last.read_bytes()))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    where = r"checkpoint .*last\.safetensors (is damaged or truncated|failed its integrity check|has unreadable)"
+    assert_bad_input(cli("train", cfg, "--runs-dir", runs, "--resume", "done", "--set", "train.epochs=4"), where)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing changed
+    assert_bad_input(cli("eval", "done", "--runs-dir", runs, "--checkpoint", "last"), where)
+    assert cli("eval", "done", "--runs-dir", runs, "--checkpoint", "best").exit_code == 0  # the other one is fine
