@@ -256,3 +256,56 @@ def test_a_damaged_checkpoint_is_refused_on_resume_and_eval(finished_run, tmp_pa
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing changed
     assert_bad_input(cli("eval", "done", "--runs-dir", runs, "--checkpoint", "last"), where)
     assert cli("eval", "done", "--runs-dir", runs, "--checkpoint", "best").exit_code == 0  # the other one is fine
+
+
+# -- a crash between two writes ----------------------------------------------------------------
+class _Crash(BaseException):
+    """The process dies here: nothing catches it, nothing is cleaned up or recorded."""
+
+
+def test_a_crash_between_the_best_and_last_checkpoints_loses_nothing(tmp_path, monkeypatch):
+    """Whichever of the two checkpoint writes of an epoch a crash falls between, the resumed run's
+    best checkpoint is the uninterrupted run's (the last epoch is the best one here)."""
+    from nncli.train.session import train
+
+    cfg = write(tmp_path, TINY.replace("epochs: 2", "epochs: 3"))
+    whole = train(cfg, runs_dir=tmp_path, run_id="whole")
+    assert whole.trainer.state.best_epoch == 3
+    real = session.write_checkpoint
+    written = []
+
+    def crash_after_first_write_of_epoch_3(run, name, trainer):
+        if trainer.state.epoch == 3 and written:
+            raise _Crash
+        real(run, name, trainer)
+        if trainer.state.epoch == 3:
+            written.append(name)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(session, "write_checkpoint", crash_after_first_write_of_epoch_3)
+        with pytest.raises(_Crash):
+            train(cfg, runs_dir=tmp_path, run_id="cut")
+    assert len(written) == 1
+    train(cfg, runs_dir=tmp_path, resume="cut")
+    for name in ("best", "last"):
+        assert_same_weights(tmp_path / f"cut/checkpoints/{name}.safetensors",
+                            tmp_path / f"whole/checkpoints/{name}.safetensors")
+
+
+def test_a_crash_while_creating_the_run_folder_leaves_no_half_made_run(tmp_path, monkeypatch):
+    from nncli.train.runs import list_runs
+    from nncli.train.session import train
+
+    cfg = write(tmp_path, TINY)
+    runs = tmp_path / "runs"
+
+    def crash(self, info):
+        raise _Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs_module.RunFolder, "write_json", crash)
+        with pytest.raises(_Crash):
+            train(cfg, runs_dir=runs, run_id="r")
+    assert not (runs / "r").exists() and list_runs(runs) == []  # only a hidden temporary folder
+    train(cfg, runs_dir=runs, run_id="r")  # the id is free: start again
+    assert [p.name for p in list_runs(runs)] == ["r"]
