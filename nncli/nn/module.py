@@ -29,6 +29,7 @@ from nncli.nn import initializers, random
 from nncli.nn.registry import get, lookup, register, snake_case
 
 DEFAULT_DTYPE = np.dtype(np.float32)
+MAX_WEIGHT_VALUES = 2**28  # 1 GiB of float32 in one weight: refused before allocating, not after
 _NAME_COUNTS: dict[str, int] = {}
 _TAKES_TRAINING: dict[type, bool] = {}
 
@@ -207,6 +208,10 @@ class Layer:
         if name in tracked:
             raise ValueError(f"{self.name}: a weight or attribute called {name!r} already exists")
         shape = tuple(int(n) for n in shape)
+        size = int(np.prod(shape, dtype=object))  # exact: no overflow for absurd shapes
+        if size > MAX_WEIGHT_VALUES:
+            raise ValueError(f"{self.name}: weight {name!r} of shape {shape} would hold {size:,} values; "
+                             f"at most {MAX_WEIGHT_VALUES:,} per weight (check the layer sizes)")
         value = initializers.get(initializer)(shape, self.dtype, random.generator())
         var = Variable(value, dtype=self.dtype, trainable=trainable, name=f"{self.name}/{name}")
         tracked[name] = var

@@ -119,6 +119,8 @@ def build(cfg, with_data: bool = True) -> Parts:
         raise
     except LayerBuildError as err:
         raise cfg.error(f"model.layers[{err.index}]", f"the layer cannot be built: {err}") from None
+    except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
+        raise cfg.error("model", f"expected a model that fits in memory, found: {err}") from None
     except (TypeError, ValueError) as err:
         raise cfg.error("model", f"the model cannot be built: {err}") from None
     parts = Parts(model, loss, optimizer, metrics)
