@@ -10,6 +10,7 @@ The checked quantity is ``sum(f(*inputs) * upstream)`` with a random ``upstream`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from nncli.errors import ExpressionError
 # Tolerances of check_expression per dtype of the tape's computation (the numeric side is float64).
 TOLERANCES = {"float64": (1e-5, 1e-4), "float32": (1e-4, 1e-3)}  # (atol, rtol)
 MAX_CHECKS = 1_000  # check_expression differentiates at most this many elements per variable
+TIME_BUDGET = 10.0  # seconds check_expression may spend on central differences (two evaluations each)
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,19 @@ def check_expression(text: str, at: Sequence[str], *, wrt: Sequence[str] | None 
         return out
 
     atol, rtol = TOLERANCES[dtype]
+    if max_checks is not None and wrt:
+        # Check fewer elements when one evaluation is slow, so a legal but big expression
+        # still answers in bounded time (each checked element costs two evaluations).
+        point = [ad.Tensor(values[n], dtype=np.float64) for n in names]
+        times = []
+        for _ in range(2):  # the first call pays one-off costs: take the faster of two
+            start = time.perf_counter()
+            with np.errstate(all="ignore"):
+                f(*point)
+            times.append(time.perf_counter() - start)
+        once = max(min(times), 1e-6)
+        affordable = int(TIME_BUDGET / (2 * once * len(wrt)))
+        max_checks = max(1, min(max_checks, affordable))
     with np.errstate(all="ignore"):  # a value outside the domain (log(-1)) is reported as nan, not warned
         result = check_gradients(f, [values[n] for n in names], wrt=[names.index(n) for n in wrt], names=wrt,
                                  dtype=dtype, upstream="ones", seed=seed, atol=atol, rtol=rtol,
