@@ -11,9 +11,8 @@ import platform
 import signal
 import sys
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -50,6 +49,7 @@ class RunResult:
     status: str
     trainer: Trainer
     config: Config
+    warnings: list[str] = field(default_factory=list)  # problems that did not fail the run
 
 
 def _now() -> str:
@@ -255,6 +255,8 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
     except NonFiniteLoss as err:
         info["error"] = str(err)
         recorder._write_info(trainer, "failed")
+        if trainer.history:
+            _plot(run)  # the curves up to the failure help to see why
         raise TrainingFailed(run, err) from None
     except (RunError, OSError) as err:  # a write to the run folder failed (disk full, folder gone)
         message = str(err) if isinstance(err, RunError) else (
@@ -265,8 +267,8 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         except OSError:
             pass  # run.json keeps its previous (complete) version
         raise RunError(f"{message}; continue with --resume {run.run_id} once it can be written") from None
-    _plot(run)
-    return RunResult(run, status, trainer, cfg)
+    problem = _plot(run)
+    return RunResult(run, status, trainer, cfg, [problem] if problem else [])
 
 
 def _data_info(parts: Parts) -> dict:
@@ -277,13 +279,12 @@ def _data_info(parts: Parts) -> dict:
             "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val)}
 
 
-def _plot(run: RunFolder) -> None:
-    """Draw loss.png (matplotlib is imported only here, and a plotting problem never fails a run)."""
-    try:
-        from nncli.train.plot import plot_runs
-    except ImportError:
-        return
+def _plot(run: RunFolder) -> str | None:
+    """Draw loss.png; a plotting problem never fails a run: it is returned as a warning."""
+    from nncli.train.plot import plot_runs  # matplotlib is imported only in plot.py
+
     try:
         plot_runs([run.path], out=run.path / "loss.png")
     except Exception as err:  # noqa: BLE001 - the run itself succeeded
-        print(f"warning: could not draw {run.path / 'loss.png'}: {err}", file=sys.stderr)
+        return f"could not draw {run.path / 'loss.png'}: {err}"
+    return None
