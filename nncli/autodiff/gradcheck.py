@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.expr import Expression, evaluate, parse, parse_bindings
+from nncli.autodiff.expr import Expression, evaluate, parse
+from nncli.autodiff.values import parse_bindings
 from nncli.errors import ExpressionError
 
 # Tolerances of check_expression per dtype of the tape's computation (the numeric side is float64).

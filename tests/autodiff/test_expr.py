@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import nncli.autodiff as ad
 from nncli.autodiff import expr as E
-from nncli.autodiff.expr import Call, ListOf, Num, Var, evaluate, parse, parse_bindings, parse_value
+from nncli.autodiff.expr import Call, ListOf, Num, Var, evaluate, parse
+from nncli.autodiff.values import parse_bindings, parse_value
 from nncli.errors import ExpressionError
 
 
