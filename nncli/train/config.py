@@ -5,37 +5,33 @@
 
 Fixed sections (``data``, ``train``, the top level) are pydantic models below, which hold
 every default. Components (layers, loss, optimizer, schedules, models) are checked against
-the ``__init__`` signature of the registered class. Every problem found is reported in one
-:class:`~nncli.errors.ConfigError`, one line each: ``file:line:col: dotted.path: expected X,
-found Y``.
+the ``__init__`` signature of the registered class (:mod:`nncli.train.components`). Every
+problem found is reported in one :class:`~nncli.errors.ConfigError`, one line each:
+``file:line:col: dotted.path: expected X, found Y``.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import copy
-import functools
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import math
 import re
 import secrets
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nncli.data.builtin import MAX_SAMPLES
 from nncli.errors import ConfigError
 from nncli.nn import registry
+from nncli.train.components import Checker, unknown_name
 from nncli.train.yamlio import (Key, Locator, Problem, apply_overrides, describe, did_you_mean, parse_key,
-                                raise_problems, read_yaml, unknown_key, validation_problems)
+                                raise_problems, read_yaml)
 
 __all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "load_config", "config_from_dict",
            "BUILTIN_DATASETS"]
@@ -212,7 +208,7 @@ def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iter
         raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
                           f"optimizer, found {describe(data)}")
     problems = problems + apply_overrides(data, locator, overrides)
-    check = _Checker(locator, problems)
+    check = Checker(locator, problems)
     top = check.section(_TopLevel, data, ())
     plugins = data.get("plugins")
     for i, entry in enumerate(plugins if isinstance(plugins, list) else []):
@@ -228,7 +224,7 @@ def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iter
     if isinstance(train, (dict, type(None))):
         train_cfg = check.section(TrainConfig, train or {}, ("train",))
         _check_train(check, train_cfg, train or {})
-    model = check.model(data["model"]) if isinstance(data.get("model"), (dict, str)) else None
+    model = _check_model(check, data["model"]) if isinstance(data.get("model"), (dict, str)) else None
     loss, optimizer = (check.component(kind, data[key], (key,)) if isinstance(data.get(key), (dict, str)) else None
                        for kind, key in (("losses", "loss"), ("optimizers", "optimizer")))
     raise_problems(check.problems)
@@ -236,7 +232,7 @@ def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iter
     return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), path, base_dir, locator)
 
 
-def _check_data(check: "_Checker", cfg: DataConfig, raw: dict, base_dir: Path) -> None:
+def _check_data(check: Checker, cfg: DataConfig, raw: dict, base_dir: Path) -> None:
     if cfg.validation_split + cfg.test_split >= 1:
         key = "test_split" if "test_split" in raw else "validation_split"
         check.add(("data", key), f"expected validation_split + test_split < 1, found "
@@ -254,11 +250,11 @@ def _check_data(check: "_Checker", cfg: DataConfig, raw: dict, base_dir: Path) -
             check.add(("data", key), f"expected {what}, found {name!r}{hint or ' (no such file)'}")
 
 
-def _check_train(check: "_Checker", cfg: TrainConfig | None, raw: dict) -> None:
+def _check_train(check: Checker, cfg: TrainConfig | None, raw: dict) -> None:
     metrics = raw.get("metrics")
     for i, name in enumerate(metrics if isinstance(metrics, list) else []):
         if isinstance(name, str) and registry.lookup("metrics", name) is None:
-            check.add(("train", "metrics", i), _unknown_name("metrics", name))
+            check.add(("train", "metrics", i), unknown_name("metrics", name))
     if cfg is None:
         return
     logged = ["loss", "val_loss", *cfg.metrics, *(f"val_{m}" for m in cfg.metrics)]
@@ -268,6 +264,24 @@ def _check_train(check: "_Checker", cfg: TrainConfig | None, raw: dict) -> None:
     for where, name in monitors:
         if name not in logged:
             check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
+
+
+def _check_model(check: Checker, spec: dict | str) -> dict | None:
+    """The ``model:`` section: Sequential's own schema, or a registered model's signature."""
+    path = ("model",)
+    name = spec.get("type", SEQUENTIAL) if isinstance(spec, dict) else spec
+    if not (isinstance(name, str) and name.replace("_", "").lower() == SEQUENTIAL.lower()):
+        return check.component("models", spec, path, default_type=SEQUENTIAL)
+    body = {k: v for k, v in spec.items() if k != "type"} if isinstance(spec, dict) else {}
+    cfg = check.section(SequentialConfig, body, path)
+    raw_layers = body.get("layers")
+    layers = [check.component("layers", layer, path + ("layers", i))
+              for i, layer in enumerate(raw_layers if isinstance(raw_layers, list) else [])]
+    if cfg is None or None in layers:
+        return None
+    entry = registry.lookup("models", SEQUENTIAL)
+    return {"type": getattr(entry, "_registry_name", SEQUENTIAL), "input_shape": body["input_shape"],
+            "layers": layers}
 
 
 # ---- plugins ---------------------------------------------------------------------------------
@@ -314,200 +328,3 @@ def _import_plugin(entry: str, base_dir: Path, config_path: Path | None) -> str 
         return f"expected a plugin that imports cleanly, found {type(err).__name__}: {err}"
     _LOADED_PLUGINS[file] = module
     return None
-
-
-# ---- components: parameters come from the registered class's __init__ ----------------------
-_NOUNS = {"layers": "a layer", "losses": "a loss", "optimizers": "an optimizer", "schedules": "a learning-rate schedule",
-          "initializers": "an initializer", "activations": "an activation", "metrics": "a metric", "models": "a model"}
-_NAMED_PARAMS = {"activation": "activations", "recurrent_activation": "activations", "learning_rate": "schedules"}
-_STRICT = {int: Annotated[int, Strict()], float: Annotated[float, Strict()],  # float still takes ints
-           bool: Annotated[bool, Strict()], str: Annotated[str, Strict()]}
-_PLAIN = (int, float, bool, str, bytes, type(None), object, list, tuple, dict, set)
-
-
-@dataclass(frozen=True)
-class _Param:
-    adapter: TypeAdapter | None  # validates a written value from the type hint; None: anything goes
-    required: bool  # no default in the signature
-    kind: str | None  # registry whose names or {type: ...} specs the parameter also takes
-    many: bool  # a list of such components
-
-
-def _strict(tp):
-    """The type hint with scalars made strict (no "3" -> 3, no true -> 1); lists still fill tuples."""
-    if isinstance(tp, type) and tp in _STRICT:
-        return _STRICT[tp]
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Annotated:
-        return Annotated[(_strict(args[0]), *tp.__metadata__)]
-    if origin in (Union, types.UnionType):
-        return Union[tuple(_strict(a) for a in args)]
-    if origin in (list, tuple, dict, set) and args:
-        return origin[tuple(a if a is ... else _strict(a) for a in args)]
-    return tp
-
-
-def _classes_in(tp, many: bool = False):
-    """``(class, in_a_list)`` for the non-builtin classes a type hint names."""
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Annotated:
-        yield from _classes_in(args[0], many)
-    elif origin in (Union, types.UnionType):
-        for arg in args:
-            yield from _classes_in(arg, many)
-    elif origin in (list, tuple, collections.abc.Sequence):
-        for arg in args:
-            yield from _classes_in(arg, True)
-    elif isinstance(tp, type) and tp not in _PLAIN:
-        yield tp, many
-
-
-def _param_kind(name: str, tp) -> tuple[str | None, bool]:
-    """The registry a parameter names components of: by its name, else by a class in its hint."""
-    if name in _NAMED_PARAMS:
-        return _NAMED_PARAMS[name], False
-    if name.endswith("_initializer"):
-        return "initializers", False
-    for cls, many in _classes_in(tp):
-        for kind in registry.KINDS:
-            if any(inspect.isclass(e) and issubclass(e, cls) for e in registry.REGISTRY[kind].values()):
-                return kind, many
-    return None, False
-
-
-def _make_param(p: inspect.Parameter, hint) -> _Param:
-    tp = hint if hint is not None else p.annotation
-    adapter = None
-    if tp is not p.empty and not isinstance(tp, str):
-        for config in (ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False), None):
-            try:
-                adapter = TypeAdapter(_strict(tp), config=config)
-                break
-            except Exception:  # a hint pydantic cannot check: accept any value
-                continue
-    return _Param(adapter, p.default is p.empty, *_param_kind(p.name, tp))
-
-
-@functools.lru_cache(maxsize=None)
-def _signature(obj) -> dict[str, _Param]:
-    """Config parameters of a registered class: its ``__init__``, plus its parents' for ``**kwargs``."""
-    found: dict[str, _Param] = {}
-    for klass in obj.__mro__ if inspect.isclass(obj) else ():
-        init = vars(klass).get("__init__")
-        if klass is object or init is None:
-            continue
-        try:
-            parameters = list(inspect.signature(init).parameters.values())[1:]  # drop self
-        except (TypeError, ValueError):
-            break
-        try:
-            hints = typing.get_type_hints(init, include_extras=True)
-        except Exception:  # a hint that names something not importable here
-            hints = {}
-        for p in parameters:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
-                found[p.name] = _make_param(p, hints.get(p.name))
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
-    return found
-
-
-def _unknown_name(kind: str, name: str) -> str:
-    noun, hint = _NOUNS[kind], registry.closest(kind, name)
-    if hint:
-        return f"expected {noun} name, found {name!r} (did you mean '{hint}'?)"
-    known = registry.names(kind)
-    listing = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none are registered"
-    return f"expected {noun} name ({listing}), found {name!r}"
-
-
-class _Checker:
-    """Collects problems while validating sections and components."""
-
-    def __init__(self, locator: Locator, problems: list[Problem]):
-        self.locator, self.problems = locator, problems
-
-    def add(self, path: Key, message: str, at: Key | None = None, key: bool = False) -> None:
-        self.problems.append(Problem(self.locator.at(path if at is None else at, key=key), path, message))
-
-    def section(self, model: type[BaseModel], value: dict, path: Key):
-        """``model`` validated from ``value``, or ``None`` after recording its problems."""
-        try:
-            return model.model_validate(value)
-        except ValidationError as err:
-            self.problems += validation_problems(err, value, path, self.locator, model)
-            return None
-
-    def component(self, kind: str, spec: Any, path: Key, default_type: str | None = None) -> dict | None:
-        """``{"type": CanonicalName, **params}`` from a name or a mapping; ``None`` if the type is bad."""
-        noun = _NOUNS[kind]
-        if isinstance(spec, str):
-            name, params, type_path = spec, {}, path
-        elif isinstance(spec, dict):
-            params = {k: v for k, v in spec.items() if k != "type"}
-            name, type_path = spec.get("type", default_type), path + ("type",)
-            if name is None:
-                self.add(path, f"expected a mapping with a 'type' key naming {noun}, found none")
-                return None
-        else:
-            self.add(path, f"expected {noun} name or a mapping with 'type', found {describe(spec)}")
-            return None
-        if not isinstance(name, str):
-            self.add(type_path, f"expected {noun} name, found {describe(name)}")
-            return None
-        obj = registry.lookup(kind, name)
-        if obj is None:
-            self.add(type_path, _unknown_name(kind, name))
-            return None
-        canonical = getattr(obj, "_registry_name", name)
-        signature, out = _signature(obj), {"type": canonical}
-        for key, value in params.items():
-            if key in signature:
-                out[key] = self.param(signature[key], value, path + (key,))
-            else:
-                self.add(path + (key,), unknown_key(key, list(signature), canonical), key=True)
-        for key, param in signature.items():
-            if param.required and key not in params:
-                self.add(path + (key,), "expected a value for this required key, found none", at=path, key=True)
-        return out
-
-    def param(self, param: _Param, value: Any, path: Key) -> Any:
-        """One parameter value, checked against its registry or its type hint."""
-        kind = param.kind
-        if kind and (isinstance(value, dict) or (param.many and isinstance(value, list))
-                     or (isinstance(value, str) and registry.REGISTRY[kind])):
-            if isinstance(value, list):
-                return [self.named(kind, item, path + (i,)) for i, item in enumerate(value)]
-            return self.named(kind, value, path)
-        if param.adapter is not None:
-            try:
-                param.adapter.validate_python(value)
-            except ValidationError as err:
-                self.problems += validation_problems(err, value, path, self.locator)
-        return value
-
-    def named(self, kind: str, value: Any, path: Key) -> Any:
-        """A name (kept as written) or a nested component spec (normalised)."""
-        if isinstance(value, str):
-            if registry.lookup(kind, value) is None:
-                self.add(path, _unknown_name(kind, value))
-            return value
-        return self.component(kind, value, path)
-
-    def model(self, spec: dict | str) -> dict | None:
-        """The ``model:`` section: Sequential's own schema, or a registered model's signature."""
-        path = ("model",)
-        name = spec.get("type", SEQUENTIAL) if isinstance(spec, dict) else spec
-        if not (isinstance(name, str) and name.replace("_", "").lower() == SEQUENTIAL.lower()):
-            return self.component("models", spec, path, default_type=SEQUENTIAL)
-        body = {k: v for k, v in spec.items() if k != "type"} if isinstance(spec, dict) else {}
-        cfg = self.section(SequentialConfig, body, path)
-        raw_layers = body.get("layers")
-        layers = [self.component("layers", layer, path + ("layers", i))
-                  for i, layer in enumerate(raw_layers if isinstance(raw_layers, list) else [])]
-        if cfg is None or None in layers:
-            return None
-        entry = registry.lookup("models", SEQUENTIAL)
-        return {"type": getattr(entry, "_registry_name", SEQUENTIAL), "input_shape": body["input_shape"],
-                "layers": layers}
-
