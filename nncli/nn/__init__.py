@@ -5,8 +5,9 @@
 """
 
 from nncli.nn import activations, initializers, random
-from nncli.nn.module import Layer, Model, Sequential, WeightsError, layer_from_config, registry_name
+from nncli.nn.module import Layer, Model, WeightsError, layer_from_config, registry_name
 from nncli.nn.registry import REGISTRY, UnknownNameError, get, names, register
+from nncli.nn.sequential import Sequential
 from nncli.nn import layers, losses, metrics, optimizers, schedules  # noqa: I001 - after module.py
 
 __all__ = [

@@ -1,11 +1,12 @@
-"""Layer, Model and Sequential: parameter tracking, building, weights I/O, summaries.
+"""Layer and Model: parameter tracking, building, weights I/O, summaries.
 
 A layer holds state (Variables, sub-layers); its ``call`` does the maths with ``nncli.autodiff``
 ops. Variables and layers assigned as attributes (also inside lists, tuples and dicts) are
 tracked in assignment order, which fixes ``variables`` / ``get_weights()`` order and the
-weight paths (``layers.0.kernel``, ``dense1.kernel``) used in weight files.
+weight paths (``layers.0.kernel``, ``dense1.kernel``) used in weight files. ``Sequential``
+lives in ``nncli.nn.sequential``.
 
-    >>> model = Sequential([nn.layers.Dense(4, activation="relu"), nn.layers.Dense(2)], input_shape=[3])
+    >>> model = nn.Sequential([nn.layers.Dense(4, activation="relu"), nn.layers.Dense(2)], input_shape=[3])
     >>> [p for p, _ in model.named_variables()]
     ['layers.0.kernel', 'layers.0.bias', 'layers.1.kernel', 'layers.1.bias']
 """
@@ -26,7 +27,7 @@ from nncli.autodiff.tape import STATE
 from nncli.autodiff.tensor import Tensor, Variable
 from nncli.errors import NncliError
 from nncli.nn import initializers, random
-from nncli.nn.registry import get, lookup, register, snake_case
+from nncli.nn.registry import get, lookup, snake_case
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 MAX_WEIGHT_VALUES = 2**28  # 1 GiB of float32 in one weight: refused before allocating, not after
@@ -490,66 +491,3 @@ class Model(Layer):
         except (SafetensorError, OSError) as err:
             raise WeightsError(f"cannot read the weights file: {err}", where=os.fspath(path)) from err
         self.load_named_weights(tensors, source=os.fspath(path))
-
-
-@register("models")
-class Sequential(Model):
-    """A plain stack of layers, each feeding the next.
-
-    Args:
-        layers: Layer objects or configs (``{"type": "Dense", "units": 10}``).
-        input_shape: the input shape without batch axis; builds every weight at once.
-        name: a label for summaries.
-
-    Example:
-        >>> model = Sequential([{"type": "Dense", "units": 8, "activation": "relu"},
-        ...                     {"type": "Dense", "units": 2}], input_shape=[4])
-        >>> model.count_params()
-        58
-    """
-
-    def __init__(self, layers: list[Layer | dict[str, Any]] | None = None,
-                 input_shape: list[int] | None = None, name: str | None = None):
-        super().__init__(name=name)
-        self.layers = []
-        self.input_shape = None if input_shape is None else _as_shape(input_shape)
-        for layer in layers or []:
-            self.add(layer)
-        if self.input_shape is not None:
-            self.build(self.input_shape)
-
-    def add(self, layer: Layer | Mapping[str, Any]) -> None:
-        """Append a layer (or a layer config); built at once when the model already is."""
-        if isinstance(layer, Mapping):
-            layer = layer_from_config(layer)
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential takes layers or layer configs, found {type(layer).__name__}")
-        self.layers.append(layer)
-        if self.built:
-            self.build(self._build_shape)
-
-    def build(self, input_shape) -> None:
-        shape = input_shape
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-            layer.__dict__["_output_shape"] = shape
-
-    def compute_output_shape(self, input_shape):
-        shape = _as_shape(input_shape)
-        for layer in self.layers:
-            shape = layer.compute_output_shape(shape)
-        return shape
-
-    def call(self, inputs, training: bool = False):
-        x = inputs
-        for layer in self.layers:
-            x = layer(x, training=training)
-        return x
-
-    def get_config(self) -> dict:
-        config = {"layers": [{"type": registry_name(layer), **layer.get_config()} for layer in self.layers],
-                  "input_shape": None if self.input_shape is None else list(self.input_shape)}
-        config.update(super().get_config())
-        return config
