@@ -215,7 +215,10 @@ class Checker:
     def named(self, kind: str, value: Any, path: Key) -> Any:
         """A name (kept as written) or a nested component spec (normalised)."""
         if isinstance(value, str):
-            if registry.lookup(kind, value) is None:
+            if kind == "schedules":  # a schedule needs its parameters: a bare name is never enough
+                self.add(path, "expected a number or a schedule mapping such as {type: ExponentialDecay, "
+                               f"initial_learning_rate: 0.01, decay_steps: 1000, decay_rate: 0.9}}, found {value!r}")
+            elif registry.lookup(kind, value) is None:
                 self.add(path, unknown_name(kind, value))
             return value
         return self.component(kind, value, path)

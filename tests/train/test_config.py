@@ -198,7 +198,7 @@ BROKEN = {
     "schedule unknown": ("optimizer:\n  type: adam\n  learning_rate: {type: ExponentialDecai}  #<\n",
                          "optimizer.learning_rate.type", "did you mean 'ExponentialDecay'?"),
     "learning rate string": ("optimizer:\n  type: adam\n  learning_rate: '0.1'  #<\n", "optimizer.learning_rate",
-                             "expected a learning-rate schedule name"),
+                             "expected a number or a schedule mapping"),
     "unknown loss": ("loss: msee  #<\n", "loss", "did you mean 'mse'?"),
     "loss as a list": ("loss: [mse]  #<\n", "loss", "expected a string or a mapping, found a list"),
     "unknown optimizer param": ("optimizer: {type: adam, beta1: 0.8}  #<\n", "optimizer.beta1",
