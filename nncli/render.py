@@ -150,15 +150,15 @@ class TrainProgress:
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def _sparkline(values: list[float]) -> str:
+def _sparkline(values: list[float], width: int = 40) -> str:
     import math
 
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return ""
-    if len(values) > 40:  # one character per bucket of epochs
-        step = len(values) / 40
-        values = [values[int(i * step)] for i in range(40)]
+    if len(values) > width:  # one character per bucket of epochs
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
     lo, hi = min(values), max(values)
     span = hi - lo or 1.0
     return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in values)
@@ -176,11 +176,11 @@ def render_train(result, quiet: bool) -> None:
     history = result.trainer.history
     st = result.trainer.state
     table = Table(title=f"{result.status.replace('_', ' ')} after {st.epoch} epochs")
-    table.add_column("")
-    table.add_column("final", justify="right")
+    table.add_column("", no_wrap=True)
+    table.add_column("final", justify="right", no_wrap=True)
     best_row = next((h for h in history if h.get("epoch") == st.best_epoch), None)
     if best_row is not None:
-        table.add_column(f"best (epoch {st.best_epoch})", justify="right")
+        table.add_column(f"best (epoch {st.best_epoch})", justify="right", no_wrap=True)
     last = history[-1] if history else {}
     for key in last:
         if key in ("epoch", "time_s"):
@@ -189,10 +189,18 @@ def render_train(result, quiet: bool) -> None:
         if best_row is not None:
             cells.append(f"{best_row.get(key, float('nan')):.4g}")
         table.add_row(*cells)
-    console.print(table)
-    console.print(f"loss      {_sparkline([h.get('loss') for h in history])}")
-    if any("val_loss" in h for h in history):
-        console.print(f"val_loss  {_sparkline([h.get('val_loss') for h in history])}")
+    curves = Table(title="loss by epoch", show_header=False, box=None)
+    curves.add_column(style="bold", no_wrap=True)
+    curves.add_column(no_wrap=True)
+    for key in ("loss", "val_loss"):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            finite = [v for v in values if v is not None]
+            curves.add_row(key, _sparkline(values, width=20))
+            curves.add_row("", f"{finite[0]:.3g} -> {finite[-1]:.3g}")
+    layout = Table.grid(padding=(0, 3))  # the sparklines beside the table
+    layout.add_row(table, curves)
+    console.print(layout)
     console.print(f"run folder: {run}")
     if (run / "loss.png").exists():
         console.print(f"loss curve: {run / 'loss.png'}")
