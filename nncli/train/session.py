@@ -244,6 +244,7 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         run.truncate_metrics(trainer.state.epoch)
         trainer.history = [row for row in run.read_metrics()]
         run.write_config(cfg.to_dict(absolute_paths=True))
+        info.pop("error", None)  # a resumed run starts without the last attempt's failure
         info.update(epochs=cfg.train.epochs, resumed=info.get("resumed", []) + [_now()])
     recorder = RunRecorder(run, info, columns)
     trainer.callbacks.insert(0, recorder)
