@@ -229,10 +229,7 @@ def sum_to(x, shape):
     shape = tuple(shape)
     if x._data.shape == shape:
         return x
-    lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and x._data.shape[lead + i] != 1)
-    return reshape(sum(x, axes, keepdims=True), shape)
+    return reshape(sum(x, P.broadcast_axes(x._data.shape, shape), keepdims=True), shape)
 
 
 def _index(index, tensors: list):

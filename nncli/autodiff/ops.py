@@ -454,15 +454,19 @@ OWNED = {op: _owned(op) for op in (Transpose, Reshape, BroadcastTo, GetItem)}
 
 
 # -- the namespace first-order backward runs in ----------------------------
+def broadcast_axes(shape, target) -> tuple[int, ...]:
+    """The axes of ``shape`` to sum over to undo its broadcasting from ``target``:
+    the leading ones, and those where ``target`` has size 1 (kept, with keepdims)."""
+    lead = len(shape) - len(target)
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(target) if n == 1 and shape[lead + i] != 1)
+
+
 def _np_sum_to(g, shape):
     """Sum ``g`` down to ``shape``: undo numpy broadcasting (leading and size-1 axes)."""
     if g.shape == shape:
         return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
-    out = np.sum(g, axis=axes, keepdims=True)
-    return out.reshape(shape) if lead else out
+    out = np.sum(g, axis=broadcast_axes(g.shape, shape), keepdims=True)
+    return out.reshape(shape) if g.ndim != len(shape) else out
 
 
 class NP:
