@@ -173,6 +173,17 @@ class RunFolder:
     def run_id(self) -> str:
         return self.path.name
 
+    @staticmethod
+    def check_free(runs_dir: Path, run_id: str) -> Path:
+        """The path a new run ``run_id`` would get; a RunError if the id is bad or taken."""
+        check_run_id(run_id)
+        path = runs_dir / run_id
+        if runs_dir.exists() and not runs_dir.is_dir():
+            raise RunError(f"cannot create run folder {path}: --runs-dir {runs_dir} is a file, expected a folder")
+        if path.exists() or path.is_symlink():
+            raise RunError(f"run folder {path} already exists: choose another --run-id, or --resume it")
+        return path
+
     @classmethod
     def create(cls, runs_dir: Path, run_id: str, config: dict, info: dict | None = None) -> RunFolder:
         """Make the folder with config.yaml (and run.json from ``info``), refusing an existing one.
@@ -180,13 +191,8 @@ class RunFolder:
         The files are written in a hidden folder renamed into place at the end, so a crash never
         leaves a half-made run folder (one that cannot be resumed, under an id that is taken).
         """
-        check_run_id(run_id)
         runs_dir = Path(runs_dir)
-        path = runs_dir / run_id
-        if runs_dir.exists() and not runs_dir.is_dir():
-            raise RunError(f"cannot create run folder {path}: --runs-dir {runs_dir} is a file, expected a folder")
-        if path.exists() or path.is_symlink():
-            raise RunError(f"run folder {path} already exists: choose another --run-id, or --resume it")
+        path = cls.check_free(runs_dir, run_id)
         tmp = runs_dir / f".{run_id}.{secrets.token_hex(4)}.tmp"
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)

@@ -216,11 +216,7 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         cfg.seed = saved.seed  # the run's seed, whatever the config says now
         _check_resumable(saved, cfg)
     elif run_id is not None:
-        from nncli.train.runs import check_run_id
-
-        check_run_id(run_id)
-        if (runs_dir / run_id).exists():
-            raise RunError(f"run folder {runs_dir / run_id} already exists: choose another --run-id, or --resume it")
+        RunFolder.check_free(runs_dir, run_id)  # before any work, not only when the folder is made
     try:
         parts = build(cfg)
     except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
