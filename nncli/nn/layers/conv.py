@@ -303,10 +303,25 @@ def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: i
 # -- the layers ----------------------------------------------------------------------
 
 
-class _Conv(Layer):
-    """What Conv1D and Conv2D share; ``rank`` is the number of spatial axes."""
+class SpatialLayer(Layer):
+    """A layer over ``rank`` spatial axes plus channels (convolutions and windowed pools)."""
 
     rank = 2
+
+    def _per_axis(self, value) -> tuple[int, ...]:
+        return (value,) if self.rank == 1 else value
+
+    def _check_input(self, input_shape) -> None:
+        """Refuse inputs of the wrong rank, and (via compute_output_shape) too small ones, at build."""
+        if len(input_shape) != self.rank + 1:
+            axes = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
+            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs {axes} per sample, "
+                             f"found shape {tuple(input_shape)}")
+        self.compute_output_shape(input_shape)
+
+
+class _Conv(SpatialLayer):
+    """What Conv1D and Conv2D share; ``rank`` is the number of spatial axes."""
 
     def __init__(self, filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                  kernel_initializer, bias_initializer, *, name, trainable, dtype):
@@ -332,15 +347,8 @@ class _Conv(Layer):
         self._relu = getattr(self._activation, "_registry_name", None) == "relu"  # fused into the conv op
         initializers.get(kernel_initializer), initializers.get(bias_initializer)  # fail early on a typo
 
-    def _per_axis(self, value) -> tuple[int, ...]:
-        return (value,) if self.rank == 1 else value
-
     def build(self, input_shape) -> None:
-        if len(input_shape) != self.rank + 1:
-            axes = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs {axes} per sample, "
-                             f"found shape {tuple(input_shape)}")
-        self.compute_output_shape(input_shape)  # too small an input fails here, not in the first call
+        self._check_input(input_shape)  # too small an input fails here, not in the first call
         shape = (*self._per_axis(self.kernel_size), input_shape[-1], self.filters)
         self.kernel = self.add_weight("kernel", shape, self.kernel_initializer)
         if self.use_bias:

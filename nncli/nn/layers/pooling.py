@@ -19,7 +19,7 @@ from nncli.autodiff.ops import NP, Primitive
 from nncli.autodiff.tape import apply
 from nncli.nn.module import Layer
 from nncli.nn.registry import register
-from nncli.nn.layers.conv import as_pair, padding_and_size
+from nncli.nn.layers.conv import SpatialLayer, as_pair, padding_and_size
 
 # -- raw numpy kernels: attrs = (pool, strides, pads) -------------------------
 
@@ -257,10 +257,9 @@ def avg_pool1d(x, pool_size: int = 2, strides: int | None = None, padding: str =
 # -- the layers ----------------------------------------------------------------------
 
 
-class _Pool(Layer):
+class _Pool(SpatialLayer):
     """What the windowed pools share; ``rank`` spatial axes, ``op`` the pooling function."""
 
-    rank = 2
     op = None
 
     def __init__(self, pool_size, strides, padding, *, name, trainable, dtype):
@@ -276,15 +275,8 @@ class _Pool(Layer):
             self.pool_size, self.strides = pool, step
         self.padding = padding
 
-    def _per_axis(self, value) -> tuple[int, ...]:
-        return (value,) if self.rank == 1 else value
-
     def build(self, input_shape) -> None:
-        if len(input_shape) != self.rank + 1:
-            axes = "(steps, channels)" if self.rank == 1 else "(height, width, channels)"
-            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs {axes} per sample, "
-                             f"found shape {tuple(input_shape)}")
-        self.compute_output_shape(input_shape)  # too small an input fails at build time
+        self._check_input(input_shape)  # too small an input fails at build time
 
     def call(self, inputs, training: bool = False):
         return type(self).op(inputs, self.pool_size, self.strides, self.padding)
