@@ -35,8 +35,36 @@ def _params_shape(axes: tuple[int, ...], input_shape) -> tuple[tuple[int, ...], 
     return shape, tuple(input_shape[a - 1] if a in axes else 1 for a in range(rank))
 
 
+class _Normalization(Layer):
+    """What both normalizations share: the normalized axes, ``gamma``/``beta``, and applying them."""
+
+    def _build_affine(self, input_shape) -> tuple[int, ...]:
+        """Resolve the axes and add ``gamma`` and ``beta`` (as scale/center ask); their shape."""
+        self._axes = _axes(self.axis, len(input_shape) + 1, self.name)
+        shape, self._broadcast = _params_shape(self._axes, input_shape)
+        if self.scale:
+            self.gamma = self.add_weight("gamma", shape, "ones")
+        if self.center:
+            self.beta = self.add_weight("beta", shape, "zeros")
+        return shape
+
+    def _param(self, var):
+        return var if self._broadcast is None else ad.reshape(var, self._broadcast)
+
+    def _affine(self, y):
+        """``y * gamma + beta``, each where it exists."""
+        if self.scale:
+            y = y * self._param(self.gamma)
+        if self.center:
+            y = y + self._param(self.beta)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 @register("layers")
-class BatchNormalization(Layer):
+class BatchNormalization(_Normalization):
     """Normalize each feature with batch statistics while training, moving statistics at inference.
 
     Weights (SPEC order): ``gamma``, ``beta`` (trainable), ``moving_mean``, ``moving_variance``
@@ -68,17 +96,9 @@ class BatchNormalization(Layer):
         self.scale = bool(scale)
 
     def build(self, input_shape) -> None:
-        self._axes = _axes(self.axis, len(input_shape) + 1, self.name)
-        shape, self._broadcast = _params_shape(self._axes, input_shape)
-        if self.scale:
-            self.gamma = self.add_weight("gamma", shape, "ones")
-        if self.center:
-            self.beta = self.add_weight("beta", shape, "zeros")
+        shape = self._build_affine(input_shape)
         self.moving_mean = self.add_weight("moving_mean", shape, "zeros", trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape, "ones", trainable=False)
-
-    def _param(self, var):
-        return var if self._broadcast is None else ad.reshape(var, self._broadcast)
 
     def call(self, inputs, training: bool = False):
         x = inputs
@@ -92,18 +112,11 @@ class BatchNormalization(Layer):
             y = centered / ad.sqrt(var + self.epsilon)
         else:
             y = (x - self._param(self.moving_mean)) / ad.sqrt(self._param(self.moving_variance) + self.epsilon)
-        if self.scale:
-            y = y * self._param(self.gamma)
-        if self.center:
-            y = y + self._param(self.beta)
-        return y
+        return self._affine(y)
 
     def _update(self, moving, batch_stat) -> None:
         stat = ad.reshape(batch_stat, moving.shape)
         moving.assign(moving * self.momentum + stat * (1.0 - self.momentum))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
 
     def get_config(self) -> dict:
         return {"axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
@@ -111,7 +124,7 @@ class BatchNormalization(Layer):
 
 
 @register("layers")
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """Normalize each sample over its feature axes, then scale by ``gamma`` and shift by ``beta``.
 
     Weights: ``gamma``, ``beta`` of the normalized axes' shape. Same in training and inference.
@@ -138,26 +151,14 @@ class LayerNormalization(Layer):
         self.scale = bool(scale)
 
     def build(self, input_shape) -> None:
-        self._axes = _axes(self.axis, len(input_shape) + 1, self.name)
-        shape, self._broadcast = _params_shape(self._axes, input_shape)
-        if self.scale:
-            self.gamma = self.add_weight("gamma", shape, "ones")
-        if self.center:
-            self.beta = self.add_weight("beta", shape, "zeros")
+        self._build_affine(input_shape)
 
     def call(self, inputs, training: bool = False):
         mean = ad.mean(inputs, axis=self._axes, keepdims=True)
         centered = inputs - mean
         var = ad.mean(ad.square(centered), axis=self._axes, keepdims=True)
         y = centered / ad.sqrt(var + self.epsilon)
-        if self.scale:
-            y = y * (self.gamma if self._broadcast is None else ad.reshape(self.gamma, self._broadcast))
-        if self.center:
-            y = y + (self.beta if self._broadcast is None else ad.reshape(self.beta, self._broadcast))
-        return y
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return self._affine(y)
 
     def get_config(self) -> dict:
         return {"axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
