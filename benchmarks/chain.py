@@ -12,7 +12,8 @@ import numpy as np
 SIZE = 16
 
 
-def _nncli_chain(ad, x, c, n_ops):
+def _chain(x, c, n_ops, tanh, sigmoid):
+    """The chain itself, for any framework: ``*`` and ``+`` are operators, the rest passed in."""
     y = x
     for i in range(n_ops - 1):
         k = i % 4
@@ -21,10 +22,10 @@ def _nncli_chain(ad, x, c, n_ops):
         elif k == 1:
             y = y + c
         elif k == 2:
-            y = ad.tanh(y)
+            y = tanh(y)
         else:
-            y = ad.sigmoid(y)
-    return ad.sum(y)
+            y = sigmoid(y)
+    return y
 
 
 def nncli_step(n_ops: int, compiled: bool):
@@ -36,7 +37,7 @@ def nncli_step(n_ops: int, compiled: bool):
     def grad(x):
         with ad.GradientTape() as tape:
             tape.watch(x)
-            total = _nncli_chain(ad, x, c, n_ops)
+            total = ad.sum(_chain(x, c, n_ops, ad.tanh, ad.sigmoid))
         return tape.gradient(total, x)
 
     if compiled:
@@ -51,18 +52,7 @@ def torch_step(n_ops: int, torch):
     c = torch.full((SIZE,), 0.999, dtype=torch.float32)
 
     def step():
-        y = x
-        for i in range(n_ops - 1):
-            k = i % 4
-            if k == 0:
-                y = y * c
-            elif k == 1:
-                y = y + c
-            elif k == 2:
-                y = torch.tanh(y)
-            else:
-                y = torch.sigmoid(y)
-        y.sum().backward()
+        _chain(x, c, n_ops, torch.tanh, torch.sigmoid).sum().backward()
         x.grad = None
 
     return step
