@@ -22,6 +22,7 @@ import numpy as np
 
 from nncli.errors import DataError, RunError
 from nncli.train.runs import CHECKPOINTS, RunFolder, list_runs, load_checkpoint, resolve_run
+from nncli.train.session import split_checkpoint
 
 PREDICT_BATCH = 1024  # samples per forward pass when predicting
 
@@ -119,7 +120,7 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
     if not model.named_variables():  # a subclassed model gets its weights on its first call
         shape = tuple((info.get("data") or {}).get("input_shape") or cfg.model.get("input_shape") or ())
         model(np.zeros((1, *shape), dtype=np.float32), training=False)
-    model.load_named_weights({k: v for k, v in tensors.items() if "/" not in k}, source=str(path))
+    model.load_named_weights(split_checkpoint(tensors)[0], source=str(path))
     return Restored(cfg, parts, meta.get("epoch"), info)
 
 

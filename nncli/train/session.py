@@ -79,11 +79,23 @@ def _check_resumable(saved: Config, cfg: Config) -> None:
 
 
 # -- checkpoints -------------------------------------------------------------------
+OPTIMIZER = "optimizer/"  # prefix of optimizer slots in a checkpoint; weight paths never hold a "/"
+
+
 def checkpoint_tensors(model, optimizer) -> dict[str, np.ndarray]:
     """Weights by path (``layers.0.kernel``) and optimizer slots (``optimizer/0.m``)."""
     tensors = {path: var.numpy() for path, var in model.named_variables()}
-    tensors.update({f"optimizer/{k}": np.asarray(v) for k, v in optimizer.get_state().items()})
+    tensors.update({OPTIMIZER + k: np.asarray(v) for k, v in optimizer.get_state().items()})
     return tensors
+
+
+def split_checkpoint(tensors: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """The inverse of :func:`checkpoint_tensors`: ``(weights by path, optimizer state)``."""
+    weights = {k: v for k, v in tensors.items() if "/" not in k}
+    opt_state = {k[len(OPTIMIZER):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER)}
+    if "iterations" in opt_state:  # safetensors stores a 0-d array with shape (1,)
+        opt_state["iterations"] = opt_state["iterations"].reshape(())
+    return weights, opt_state
 
 
 def write_checkpoint(run: RunFolder, name: str, trainer: Trainer) -> None:
@@ -97,10 +109,7 @@ def write_checkpoint(run: RunFolder, name: str, trainer: Trainer) -> None:
 def restore_checkpoint(path: Path, trainer: Trainer) -> dict:
     """Load weights, optimizer slots, RNG and trainer state from a checkpoint into ``trainer``."""
     tensors, meta = load_checkpoint(path)
-    weights = {k: v for k, v in tensors.items() if "/" not in k}
-    opt_state = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("optimizer/")}
-    if "iterations" in opt_state:  # safetensors stores a 0-d array with shape (1,)
-        opt_state["iterations"] = opt_state["iterations"].reshape(())
+    weights, opt_state = split_checkpoint(tensors)
     try:
         trainer.model.load_named_weights(weights, source=str(path))
         trainer.optimizer.set_state(opt_state)
