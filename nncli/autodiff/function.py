@@ -38,14 +38,7 @@ class Assign(Primitive):
     @staticmethod
     def forward(attrs, value):
         var, mode = attrs
-        target = var._data
-        if mode == "assign":
-            target[...] = value
-        elif mode == "assign_add":
-            np.add(target, value, out=target, casting="same_kind")
-        else:
-            np.subtract(target, value, out=target, casting="same_kind")
-        var._version += 1
+        var._write(value, mode)
         return None, None
 
 

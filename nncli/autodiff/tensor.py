@@ -169,27 +169,32 @@ class Variable(Tensor):
 
     def assign(self, value) -> Variable:
         """Set the value in place (same shape; cast to the variable's dtype)."""
-        if _TRACE_HOOK:
-            _TRACE_HOOK[0](self, value, "assign")
-        self._data[...] = self._checked(value)
-        self._version += 1
-        return self
+        return self._update(value, "assign")
 
     def assign_add(self, value) -> Variable:
         """Add ``value`` in place."""
-        if _TRACE_HOOK:
-            _TRACE_HOOK[0](self, value, "assign_add")
-        np.add(self._data, self._checked(value), out=self._data, casting="same_kind")
-        self._version += 1
-        return self
+        return self._update(value, "assign_add")
 
     def assign_sub(self, value) -> Variable:
         """Subtract ``value`` in place."""
-        if _TRACE_HOOK:
-            _TRACE_HOOK[0](self, value, "assign_sub")
-        np.subtract(self._data, self._checked(value), out=self._data, casting="same_kind")
-        self._version += 1
+        return self._update(value, "assign_sub")
+
+    def _update(self, value, mode: str) -> Variable:
+        if _TRACE_HOOK:  # a traced Function records the assignment, to replay it
+            _TRACE_HOOK[0](self, value, mode)
+        self._write(self._checked(value), mode)
         return self
+
+    def _write(self, arr: np.ndarray, mode: str) -> None:
+        """The in-place update itself (also what a traced ``Assign`` step replays)."""
+        target = self._data
+        if mode == "assign":
+            target[...] = arr
+        elif mode == "assign_add":
+            np.add(target, arr, out=target, casting="same_kind")
+        else:
+            np.subtract(target, arr, out=target, casting="same_kind")
+        self._version += 1
 
     def _bump(self) -> None:
         """Mark the value as changed after an in-place update made directly on ``_data``."""
