@@ -17,9 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import NP, Primitive, data
-from nncli.autodiff.tape import apply
-from nncli.autodiff.tensor import Tensor
+from nncli.autodiff import Tensor
 from nncli.nn.registry import get as _registry_get
 from nncli.nn.registry import register
 
@@ -59,7 +57,7 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e
 
 
-class SparseSoftmaxCrossentropy(Primitive):
+class SparseSoftmaxCrossentropy(ad.Primitive):
     """mean over rows of ``-log_softmax(logits)[label]``; inputs (logits (..., C), labels (...))."""
 
     @staticmethod
@@ -77,7 +75,7 @@ class SparseSoftmaxCrossentropy(Primitive):
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
         logits, labels = xs
-        if F is NP:  # (softmax - onehot) * g / N, from the saved softmax
+        if not F.graph:  # (softmax - onehot) * g / N, from the saved softmax
             probs, flat = saved
             n = probs.shape[0]
             scale = g / max(n, 1)
@@ -86,10 +84,10 @@ class SparseSoftmaxCrossentropy(Primitive):
             return grad.reshape(logits.shape), None
         # Higher order or traced: a primitive of the live labels (a one-hot captured here
         # would be a constant, wrong when a traced step is replayed on the next batch).
-        return apply(SparseSoftmaxCrossentropyGrad, (logits, labels, g)), None
+        return F.apply(SparseSoftmaxCrossentropyGrad, (logits, labels, g)), None
 
 
-class SparseSoftmaxCrossentropyGrad(Primitive):
+class SparseSoftmaxCrossentropyGrad(ad.Primitive):
     """``(softmax(logits) - onehot(labels)) * g / N``: the gradient above, as an op of its own."""
 
     @staticmethod
@@ -105,9 +103,9 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
     @staticmethod
     def backward(F, u, xs, y, saved, attrs, needs):
         logits, labels, g = xs
-        n = max(_rows(data(logits))[1], 1)
-        c = data(logits).shape[-1]
-        if F is NP:
+        c = logits.shape[-1]
+        n = max(logits.size // max(c, 1), 1)
+        if not F.graph:
             p = _softmax_rows(logits.reshape(-1, c)).reshape(logits.shape)
             gl = p * (u - np.sum(u * p, axis=-1, keepdims=True)) * (g / n) if needs[0] else None
             gg = None
@@ -119,13 +117,13 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
         gl = p * (u - F.sum(u * p, axis=-1, keepdims=True)) * (g / n) if needs[0] else None
         gg = None
         if needs[2]:
-            one = ad.as_tensor(np.ones(()), data(g).dtype)
-            unit = apply(SparseSoftmaxCrossentropyGrad, (logits, labels, one))
+            one = ad.as_tensor(np.ones(()), g.dtype)
+            unit = F.apply(SparseSoftmaxCrossentropyGrad, (logits, labels, one))
             gg = F.sum(u * unit)
         return gl, None, gg
 
 
-class SoftmaxCrossentropy(Primitive):
+class SoftmaxCrossentropy(ad.Primitive):
     """mean over rows of ``-sum(targets * log_softmax(logits))``; inputs (logits, targets), same shape."""
 
     @staticmethod
@@ -144,9 +142,9 @@ class SoftmaxCrossentropy(Primitive):
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
         logits, targets = xs
-        n = max(_rows(data(logits))[1], 1)
+        n = max(logits.size // max(logits.shape[-1], 1), 1)
         scale = g / n
-        if F is NP:
+        if not F.graph:
             probs, t_sum = saved
             gl = gt = None
             if needs[0]:  # (softmax * sum(targets) - targets) * g / N
@@ -166,20 +164,15 @@ class SoftmaxCrossentropy(Primitive):
         return gl, gt
 
 
-class OneHot(Primitive):
-    """One-hot rows of the live labels (an op, so traced steps see each batch's labels)."""
+class SparseLabels(ad.Primitive):
+    """Class ids checked against ``classes`` (attrs) and made integers (whole floats accepted):
+    an op of the live labels, so traced steps check each batch's labels."""
+
+    differentiable = False
 
     @staticmethod
-    def forward(attrs, labels):
-        c, dtype = attrs
-        flat = _labels(labels, labels.size, c)
-        out = np.zeros((flat.size, c), dtype=dtype)
-        out[np.arange(flat.size), flat] = 1
-        return out.reshape(labels.shape + (c,)), None
-
-    @staticmethod
-    def backward(F, g, xs, y, saved, attrs, needs):
-        return (None,)
+    def forward(classes, labels):
+        return _labels(labels, labels.size, classes).reshape(labels.shape), None
 
 
 # -- shapes and labels ------------------------------------------------------------
@@ -193,7 +186,7 @@ def _dense_trues(trues, predicts: Tensor) -> Tensor:
     if isinstance(trues, Tensor):
         t = trues if trues.dtype == predicts.dtype else ad.cast(trues, predicts.dtype)
     else:
-        t = Tensor._make(np.asarray(trues, dtype=predicts.dtype))
+        t = ad.as_tensor(np.asarray(trues), predicts.dtype)
     ts, ps = t.shape, predicts.shape
     if len(ts) == len(ps) - 1 and ps[-1] == 1:
         t = ad.reshape(t, ts + (1,))
@@ -206,7 +199,7 @@ def _dense_trues(trues, predicts: Tensor) -> Tensor:
 
 def _sparse_trues(trues, predicts: Tensor) -> Tensor:
     """Class ids as a tensor of shape ``predicts.shape[:-1]`` (a trailing axis of 1 is dropped)."""
-    t = trues if isinstance(trues, Tensor) else Tensor._make(np.asarray(trues))
+    t = trues if isinstance(trues, Tensor) else ad.as_tensor(np.asarray(trues), np.asarray(trues).dtype)
     if t.dtype.kind not in "iuf":
         raise ValueError(f"sparse labels must be integers, not {t.dtype}")
     expected = predicts.shape[:-1]
@@ -351,7 +344,7 @@ class CategoricalCrossentropy(Loss):
     def call(self, trues, predicts):
         t = _dense_trues(trues, predicts)
         if self.from_logits:
-            return apply(SoftmaxCrossentropy, (predicts, t))
+            return ad.apply(SoftmaxCrossentropy, (predicts, t))
         return _probability_crossentropy(t, predicts)
 
     def get_config(self) -> dict:
@@ -382,8 +375,9 @@ class SparseCategoricalCrossentropy(Loss):
     def call(self, trues, predicts):
         labels = _sparse_trues(trues, predicts)
         if self.from_logits:
-            return apply(SparseSoftmaxCrossentropy, (predicts, labels))
-        onehot = apply(OneHot, (labels,), (predicts.shape[-1], predicts.dtype))
+            return ad.apply(SparseSoftmaxCrossentropy, (predicts, labels))
+        ids = ad.apply(SparseLabels, (labels,), predicts.shape[-1])
+        onehot = ad.one_hot(ids, predicts.shape[-1], predicts.dtype)
         return _probability_crossentropy(onehot, predicts)
 
     def get_config(self) -> dict:

@@ -1,0 +1,395 @@
+"""Elementwise primitives: arithmetic, maths functions, activations, casts and masks.
+
+Where an op takes several numpy calls (sigmoid, its gradient, tanh's gradient), they are
+written once as a function of an optional ``out`` buffer: the eager forward/backward calls
+it without one, the compiled kernel with one, so both run the same calls in the same order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, array, constant, fresh, grad_ufunc, same_float, \
+    ufunc_kernel
+
+
+# -- masks and comparisons (no gradient) ------------------------------------------
+class Mask(NoGrad):
+    """``fn(*arrays)`` (attrs: fn) as a value without gradient: masks, signs, ``stop_gradient``.
+    Recorded, so a traced Function recomputes it from the live values."""
+
+    forward = staticmethod(lambda fn, *xs: (fn(*xs), None))
+
+
+class Compare(NoGrad):
+    """A comparison ufunc (attrs: ``np.less``, ...) giving a boolean tensor."""
+
+    forward = staticmethod(lambda ufunc, a, b: (ufunc(a, b), None))
+
+    @classmethod
+    def kernel(cls, ufunc, shapes, dtypes):
+        return Kernel(ufunc, (0, 1), ufunc=True) if dtypes[0] == dtypes[1] else None
+
+
+def _ge(a, b): return a >= b
+def _le(a, b): return a <= b
+def _positive(x): return x > 0
+def _is_zero(x): return x == 0
+
+
+# -- binary arithmetic ------------------------------------------------------------
+class Add(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (a + b, None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g, g))
+    kernel = ufunc_kernel(np.add, 2)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return "g"
+
+
+class Sub(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (a - b, None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g, -g if needs[1] else None))
+    kernel = ufunc_kernel(np.subtract, 2)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return "g" if i == 0 else Kernel(np.negative, ("g",), ufunc=True, inplace=(0,))
+
+
+class Mul(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (a * b, None))
+    kernel = ufunc_kernel(np.multiply, 2)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        a, b = xs
+        return (g * b if needs[0] else None, g * a if needs[1] else None)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(np.multiply, ("g", 1 - i), ufunc=True, inplace=(0, 1))
+
+
+def _div_b(g, y, b, out=None):
+    """The divisor's gradient ``-(g * y) / b``."""
+    out = array(np.multiply(g, y, out=out))
+    np.negative(out, out=out)
+    return np.true_divide(out, b, out=out)
+
+
+class Div(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (a / b, None))
+    kernel = ufunc_kernel(np.true_divide, 2)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        b = xs[1]
+        ga = g / b if needs[0] else None
+        if not needs[1]:
+            return ga, None
+        return ga, _div_b(g, y, b) if not F.graph else -(g * y) / b
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        if i == 0:
+            return Kernel(np.true_divide, ("g", 1), ufunc=True, inplace=(0, 1))
+        return Kernel(lambda out, g, y, b: _div_b(g, y, b, out), ("g", "y", 1), inplace=(0, 1))
+
+
+class Pow(Primitive):
+    """``a ** b``; like torch, d/da is 0 where b == 0 (also at a == 0, where b a^(b-1) is 0 * inf)."""
+
+    forward = staticmethod(lambda attrs, a, b: (a ** b, None))
+    kernel = ufunc_kernel(np.power, 2)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        a, b = xs
+        ga = gb = None
+        if needs[0]:
+            exponent = F.where(F.apply(Mask, (b,), _is_zero), 1, b - 1)  # b a^(b-1), with 0 a^1 where b == 0
+            ga = g * b * a ** exponent
+        if needs[1]:
+            positive = F.apply(Mask, (a,), _positive)  # d(a**b)/db = a**b log a, taken as 0 where a <= 0
+            gb = F.where(positive, g * y * F.log(F.where(positive, a, 1)), 0)
+        return ga, gb
+
+
+class Maximum(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (np.maximum(a, b), None))
+    kernel = ufunc_kernel(np.maximum, 2)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        ga = g * F.apply(Mask, (xs[0], xs[1]), _ge)  # ties go to the first argument
+        return ga, g - ga
+
+
+class Minimum(Primitive):
+    forward = staticmethod(lambda attrs, a, b: (np.minimum(a, b), None))
+    kernel = ufunc_kernel(np.minimum, 2)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        ga = g * F.apply(Mask, (xs[0], xs[1]), _le)
+        return ga, g - ga
+
+
+class Where(Primitive):
+    """``where(cond, a, b)``; the boolean condition is an input without a gradient."""
+
+    forward = staticmethod(lambda attrs, cond, a, b: (np.where(cond, a, b), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        cond = xs[0]
+        return None, F.where(cond, g, 0) if needs[1] else None, F.where(cond, 0, g) if needs[2] else None
+
+
+# -- unary maths --------------------------------------------------------------------
+class Neg(Primitive):
+    forward = staticmethod(lambda attrs, x: (-x, None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (-g,))
+    kernel = ufunc_kernel(np.negative, 1)
+    grad_kernel = grad_ufunc(np.negative, "g", inplace=(0,))
+
+
+class Exp(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.exp(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * y,))
+    kernel = ufunc_kernel(np.exp, 1)
+    grad_kernel = grad_ufunc(np.multiply, "g", "y")
+
+
+class Log(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.log(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / xs[0],))
+    kernel = ufunc_kernel(np.log, 1)
+    grad_kernel = grad_ufunc(np.true_divide, "g", 0)
+
+
+def _sqrt_grad(g, y, out=None):  # g / (y + y)
+    out = array(np.add(y, y, out=out))
+    return np.true_divide(g, out, out=out)
+
+
+class Sqrt(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.sqrt(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / (y + y),))
+    kernel = ufunc_kernel(np.sqrt, 1)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(lambda out, g, y: _sqrt_grad(g, y, out), ("g", "y"), inplace=(1,))
+
+
+def _square_grad(g, x, out=None):  # g * (x + x)
+    out = array(np.add(x, x, out=out))
+    return np.multiply(g, out, out=out)
+
+
+class Square(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.square(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (xs[0] + xs[0]),))
+    kernel = ufunc_kernel(np.square, 1)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(lambda out, g, x: _square_grad(g, x, out), ("g", 0), inplace=(1,))
+
+
+class Abs(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.abs(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.apply(Mask, (xs[0],), np.sign),))
+    kernel = ufunc_kernel(np.abs, 1)
+
+
+class Sin(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.sin(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.cos(xs[0]),))
+    kernel = ufunc_kernel(np.sin, 1)
+
+
+class Cos(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.cos(x), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (-(g * F.sin(xs[0])),))
+    kernel = ufunc_kernel(np.cos, 1)
+
+
+def _tanh_grad(g, y, out=None):  # g - g * y * y
+    out = array(np.multiply(g, y, out=out))
+    np.multiply(out, y, out=out)
+    return np.subtract(g, out, out=out)
+
+
+def _tanh_grad_run(reads, o, out):
+    g, y = reads
+    mul, sub = np.multiply, np.subtract
+
+    def run(S):
+        gv, yv = S[g], S[y]
+        mul(gv, yv, out=out)
+        mul(out, yv, out=out)
+        S[o] = sub(gv, out, out=out)
+    return run
+
+
+class Tanh(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.tanh(x), None))
+    kernel = ufunc_kernel(np.tanh, 1)
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        return (g - g * y * y,) if F.graph else (_tanh_grad(g, y),)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(lambda out, g, y: _tanh_grad(g, y, out), ("g", "y"), run=_tanh_grad_run)
+
+
+def sigmoid(x: np.ndarray, out=None) -> np.ndarray:
+    """The logistic function in two branches: ``1 / (1 + e)`` for x >= 0 and ``e / (1 + e)``
+    below, with ``e = exp(-|x|)`` in (0, 1]: nothing overflows, and each branch keeps full
+    relative precision (sigmoid(-20) is 2.06e-9, not 0)."""
+    out = fresh(x, out)
+    dtype = x.dtype
+    np.copysign(x, constant(-1, dtype), out=out)                       # -|x|
+    np.exp(out, out=out)                                               # e
+    den = np.add(out, constant(1, dtype))                              # 1 + e
+    np.maximum(out, np.greater_equal(x, constant(0, dtype)), out=out)  # numerator: 1 where x >= 0, else e
+    return np.divide(out, den, out=out)
+
+
+def _sigmoid_run(reads, o, out):
+    """:func:`sigmoid` as one closure, its scratch buffers and constants bound (same calls)."""
+    (a,) = reads
+    den, mask = np.empty_like(out), np.empty(out.shape, bool)
+    neg, one, zero = (constant(v, out.dtype) for v in (-1, 1, 0))
+    copysign, exp, add, ge, maximum, divide = np.copysign, np.exp, np.add, np.greater_equal, np.maximum, np.divide
+
+    def run(S):
+        x = S[a]
+        copysign(x, neg, out=out)
+        exp(out, out=out)
+        add(out, one, out=den)
+        ge(x, zero, out=mask)
+        maximum(out, mask, out=out)
+        S[o] = divide(out, den, out=out)
+    return run
+
+
+def _sigmoid_grad(g, y, out=None):  # g * (y - y * y)
+    out = array(np.multiply(y, y, out=out))
+    np.subtract(y, out, out=out)
+    return np.multiply(g, out, out=out)
+
+
+def _sigmoid_grad_run(reads, o, out):
+    g, y = reads
+    mul, sub = np.multiply, np.subtract
+
+    def run(S):
+        yv = S[y]
+        mul(yv, yv, out=out)
+        sub(yv, out, out=out)
+        S[o] = mul(S[g], out, out=out)
+    return run
+
+
+class Sigmoid(Primitive):
+    forward = staticmethod(lambda attrs, x: (sigmoid(x), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        return (g * (y - y * y),) if F.graph else (_sigmoid_grad(g, y),)
+
+    @classmethod
+    def kernel(cls, attrs, shapes, dtypes):
+        if not same_float(dtypes):
+            return None
+        return Kernel(lambda out, x: sigmoid(x, out), (0,), inplace=(), run=_sigmoid_run)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(lambda out, g, y: _sigmoid_grad(g, y, out), ("g", "y"), run=_sigmoid_grad_run)
+
+
+def _relu_grad(g, y, out=None):  # g * (y > 0), the mask as 0.0/1.0 of g's dtype
+    if out is None:
+        return g * (y > 0)
+    np.greater(y, constant(0, y.dtype), out=out)
+    return np.multiply(g, out, out=out)
+
+
+def _relu_grad_run(reads, o, out):
+    g, y = reads
+    zero, greater, mul = constant(0, out.dtype), np.greater, np.multiply
+
+    def run(S):
+        greater(S[y], zero, out=out)
+        S[o] = mul(S[g], out, out=out)
+    return run
+
+
+def _relu_run(reads, o, out):
+    (a,) = reads
+    zero, maximum = constant(0, out.dtype), np.maximum
+
+    def run(S): S[o] = maximum(S[a], zero, out=out)
+    return run
+
+
+class Relu(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.maximum(x, 0), None))
+    # g * mask, not where(mask, g, 0): numpy's where is several times slower on large arrays
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (
+        g * F.apply(Mask, (y,), _positive) if F.graph else _relu_grad(g, y),))
+
+    @classmethod
+    def kernel(cls, attrs, shapes, dtypes):
+        if not same_float(dtypes):
+            return None
+        return Kernel(lambda out, x: np.maximum(x, constant(0, x.dtype), out=out), (0,), inplace=(0,),
+                      run=_relu_run)
+
+    @classmethod
+    def grad_kernel(cls, attrs, i, shapes, dtype):
+        return Kernel(lambda out, g, y: _relu_grad(g, y, out), ("g", "y"), inplace=(1,), run=_relu_grad_run)
+
+
+class Softplus(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.logaddexp(x, 0), None))  # log(1 + e^x), stable
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.sigmoid(xs[0]),))
+
+
+class _Inside:
+    """``lo <= x <= hi`` (a class, not a closure: traced graphs keep it as a value)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, x):
+        return (x >= self.lo) & (x <= self.hi)
+
+
+class Clip(Primitive):
+    forward = staticmethod(lambda attrs, x: (np.clip(x, attrs[0], attrs[1]), None))
+
+    @staticmethod
+    def backward(F, g, xs, y, s, attrs, needs):
+        return (g * F.apply(Mask, (xs[0],), _Inside(*attrs)),)
+
+
+class Cast(Primitive):
+    """``x`` as ``dtype`` (attrs). Differentiable only between float dtypes: the engine never
+    sends a gradient into or out of an integer or boolean tensor (as TensorFlow's tape)."""
+
+    forward = staticmethod(lambda dtype, x: (x.astype(dtype), None))
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (F.cast(g, xs[0].dtype),))
+
+
+__all__ = ["Add", "Abs", "Cast", "Clip", "Compare", "Cos", "Div", "Exp", "Log", "Mask", "Maximum",
+           "Minimum", "Mul", "Neg", "Pow", "Relu", "Sigmoid", "Sin", "Softplus", "Sqrt", "Square", "Sub",
+           "Tanh", "Where", "sigmoid"]
