@@ -264,6 +264,6 @@ class GradientTape:
         finally:
             if not self.persistent:
                 self._nodes, self._tracked = [], set()  # free the graph
-        results = [functional.as_tensor(np.zeros(s.shape, dtype=s.dtype)) if g is None and
+        results = [functional.as_tensor(np.zeros(s.shape, dtype=s.dtype), s.dtype) if g is None and
                    unconnected_gradients == "zero" else g for s, g in zip(flat, grads)]
         return _unflatten(sources, iter(results))

@@ -34,6 +34,13 @@ def sum_to(shape, g_shape) -> tuple[Kernel, tuple]:
     return Kernel(fn, (0,)), keep
 
 
+def empty(shape, dtype, order=None) -> np.ndarray:
+    """A new array of ``shape`` whose axes lie in memory in ``order`` (outermost first; None: C)."""
+    if order is None or order == tuple(range(len(shape))):
+        return np.empty(shape, dtype)
+    return np.empty([shape[k] for k in order], dtype).transpose(np.argsort(order))
+
+
 ADD = Kernel(np.add, (0, 1), ufunc=True, inplace=(0, 1))
 
 
@@ -59,10 +66,11 @@ def _ufunc_run(fn, reads, o, out, scalar):
 
 
 def _fn_run(fn, reads, o, out, fresh):
-    """``fn(out, *arrays)`` for a kernel function; ``fresh`` (shape, dtype): a new ``out`` per call."""
+    """``fn(out, *arrays)`` for a kernel function; ``fresh`` (shape, dtype, layout): a new ``out``
+    per call, laid out as eager's result was."""
     if out is None:
-        shape, dtype = fresh
-        def run(S): S[o] = fn(np.empty(shape, dtype), *[S[i] for i in reads])
+        shape, dtype, order = fresh
+        def run(S): S[o] = fn(empty(shape, dtype, order), *[S[i] for i in reads])
     elif len(reads) == 1:
         (a,) = reads
         def run(S): S[o] = fn(out, S[a])
@@ -74,7 +82,7 @@ def _fn_run(fn, reads, o, out, fresh):
     return run
 
 
-def kernel_make(kernel: Kernel, reads, o, shape, dtype):
+def kernel_make(kernel: Kernel, reads, o, shape, dtype, order=None):
     """``make(buffer) -> run`` for a kernel step reading slots ``reads`` into slot ``o``."""
     if kernel.view:
         fn, (a,) = kernel.fn, reads
@@ -86,9 +94,9 @@ def kernel_make(kernel: Kernel, reads, o, shape, dtype):
     if kernel.ufunc:
         return lambda out: _ufunc_run(kernel.fn, reads, o, out, shape == ())
     if kernel.run is not None:
-        return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype)) if out is None \
+        return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype, order)) if out is None \
             else kernel.run(reads, o, out)
-    return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype))
+    return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype, order))
 
 
 def forward_make(op, attrs, reads, writes, bump=()):

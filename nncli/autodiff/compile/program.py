@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nncli.autodiff.compile.kernels import empty as _empty
 from nncli.autodiff.tensor import Tensor
 
 INF = 1 << 62
@@ -117,7 +118,7 @@ class Program:
                 roots[w] = ()
                 plan.append((ins, None))
                 continue
-            key = (ins.keep if ins.keep is not None else ins.shape, np.dtype(ins.dtype))
+            key = (ins.keep if ins.keep is not None else ins.shape, np.dtype(ins.dtype), ins.layout)
             b = self._pick(k, ins, key, keys, busy, pool, roots, exact)
             if b is None:
                 b = len(keys)
@@ -149,7 +150,7 @@ class Program:
         return None
 
     def _build(self):
-        bufs = [np.empty(shape, dtype) for shape, dtype in self._buffer_keys]
+        bufs = [_empty(shape, dtype, order) for shape, dtype, order in self._buffer_keys]
         self._runs = [ins.make(None if b is None else bufs[b]) for ins, b in self._plan_list]
         del self._plan_list
 

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from nncli.autodiff.compile import kernels as K
+from nncli.autodiff import ops as P
 from nncli.autodiff.ops import Reshape
 from nncli.autodiff.state import ConcretizationError
 from nncli.autodiff.tape import ArrayRules
@@ -32,16 +33,23 @@ class Ins:
     """One instruction: reads and writes slots; ``make(buffer)`` builds its run closure."""
 
     __slots__ = ("kind", "reads", "writes", "make", "kernel", "effect", "shape", "dtype", "keep", "alt",
-                 "guard")
+                 "guard", "layout")
 
     def __init__(self, kind, reads, writes, make, kernel=None, effect=False, shape=None, dtype=None,
-                 keep=None, guard=None):
+                 keep=None, guard=None, layout=None):
         # kind: "kernel" (an ops.Kernel: a buffer unless a view), "forward"/"backward" (the op's own
         # rule: results may share memory with the inputs), "fresh" (results are new arrays)
         self.kind, self.reads, self.writes, self.make, self.kernel = kind, tuple(reads), writes, make, kernel
         self.effect, self.shape, self.dtype, self.keep = effect, shape, dtype, keep
         self.alt = None  # (kernel, make) of a view replacing a Variable-owned copy, when safe
         self.guard = guard  # the traced shape a replay checks (a boolean mask's result)
+        # the buffer's axis order, as eager's array had it: a reduction then adds in the same order
+        self.layout = layout
+
+
+def layout(arr: np.ndarray) -> tuple:
+    """The order of ``arr``'s axes in memory, outermost first (C order: 0, 1, 2, ...)."""
+    return tuple(sorted(range(arr.ndim), key=lambda k: -abs(arr.strides[k])))
 
 
 class Trace:
@@ -156,8 +164,8 @@ class Trace:
         guard = y.shape if follows is not None and follows(attrs, dtypes) else None
         kernel = None if op.stateful or guard else op.kernel(attrs, shapes, dtypes)
         if kernel is not None:
-            make = K.kernel_make(kernel, reads, o, y.shape, y.dtype)
-            self.ins.append(Ins("kernel", reads, [o], make, kernel, shape=y.shape, dtype=y.dtype))
+            make = K.kernel_make(kernel, reads, o, y.shape, y.dtype, layout(y))
+            self.ins.append(Ins("kernel", reads, [o], make, kernel, shape=y.shape, dtype=y.dtype, layout=layout(y)))
             return
         sv = self.new(None, None)
         self.saved_of[id(out)] = sv
@@ -193,10 +201,15 @@ class Trace:
             f"the graph, so a value read here would be frozen into every later call. Instead, {instead}.")
 
     # -- emitting ---------------------------------------------------------------------------
-    def emit_kernel(self, kernel, reads, shape, dtype, keep=None) -> int:
-        s = self.new(shape, dtype)
-        make = K.kernel_make(kernel, reads, s, keep if keep is not None else shape, dtype)
-        self.ins.append(Ins("kernel", reads, [s], make, kernel, shape=shape, dtype=dtype, keep=keep))
+    def emit_kernel(self, kernel, reads, value, buffer=None) -> int:
+        """A kernel step computing ``value`` (its trace-time result); ``buffer``: what it writes,
+        when that differs from the value (a reduction's keepdims result)."""
+        s = self.new(value.shape, value.dtype)
+        buffer = value if buffer is None else buffer
+        keep = None if buffer is value else buffer.shape
+        make = K.kernel_make(kernel, reads, s, buffer.shape, value.dtype, layout(buffer))
+        self.ins.append(Ins("kernel", reads, [s], make, kernel, shape=value.shape, dtype=value.dtype, keep=keep,
+                            layout=layout(buffer)))
         return s
 
     def emit_call(self, fn, reads, shape, dtype) -> int:
@@ -261,7 +274,7 @@ class TraceRules(ArrayRules):
             elif spec is not None:
                 names = {"g": gs, "y": y}
                 reads = [names[r] if isinstance(r, str) else xs[r] for r in spec.reads]
-                self._put(gi, tr.emit_kernel(spec, reads, gi.shape, gi.dtype))
+                self._put(gi, tr.emit_kernel(spec, reads, gi))
             else:
                 generic.append((i, self._put(gi, tr.new(gi.shape, gi.dtype))))
         if generic:
@@ -276,13 +289,14 @@ class TraceRules(ArrayRules):
     def sum_to(self, g, shape):
         value = np.asarray(ArrayRules.sum_to(g, shape))
         kernel, keep = K.sum_to(shape, g.shape)
-        return self._put(value, self.trace.emit_kernel(kernel, [self.slots[id(g)]], shape, value.dtype, keep))
+        buffer = value if keep == shape else np.sum(g, axis=P.broadcast_axes(g.shape, shape), keepdims=True)
+        return self._put(value, self.trace.emit_kernel(kernel, [self.slots[id(g)]], value, buffer))
 
     def add(self, prev, g):
         value = np.asarray(prev + g)
         reads = [self.slots[id(prev)], self.slots[id(g)]]
         if prev.dtype == g.dtype == value.dtype and prev.shape == g.shape:
-            s = self.trace.emit_kernel(K.ADD, reads, value.shape, value.dtype)
+            s = self.trace.emit_kernel(K.ADD, reads, value)
         else:
             s = self.trace.emit_call(np.add, reads, value.shape, value.dtype)
         return self._put(value, s)
