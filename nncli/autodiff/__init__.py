@@ -60,7 +60,8 @@ from nncli.autodiff.functional import (
 from nncli.autodiff.ops import Kernel, Primitive
 from nncli.autodiff.state import ConcretizationError, no_record
 from nncli.autodiff.tape import GradientTape
-from nncli.autodiff.tensor import Tensor, Variable, apply, as_tensor
+from nncli.autodiff.tensor import Tensor, apply, as_tensor
+from nncli.autodiff.variable import Variable
 
 __all__ = [
     "ConcretizationError", "Function", "GradientTape", "Kernel", "Primitive", "Tensor", "Variable", "apply",

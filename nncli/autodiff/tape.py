@@ -23,10 +23,11 @@ import contextlib
 
 import numpy as np
 
-from nncli.autodiff import functional
+import nncli.autodiff.functional as functional
 from nncli.autodiff.ops import NP, sum_to
 from nncli.autodiff.state import STATE
-from nncli.autodiff.tensor import Tensor, Variable
+from nncli.autodiff.tensor import Tensor
+from nncli.autodiff.variable import Variable
 
 
 class ArrayRules:
