@@ -72,8 +72,8 @@ class Mul(Primitive):
         return Kernel(np.multiply, ("g", 1 - i), ufunc=True, inplace=(0, 1))
 
 
-def _div_b(g, y, b, out=None):
-    """The divisor's gradient ``-(g * y) / b``."""
+def _div_b(out, g, y, b):
+    """The divisor's gradient ``-(g * y) / b`` (into ``out``, or a new array when None)."""
     out = array(np.multiply(g, y, out=out))
     np.negative(out, out=out)
     return np.true_divide(out, b, out=out)
@@ -89,13 +89,13 @@ class Div(Primitive):
         ga = g / b if needs[0] else None
         if not needs[1]:
             return ga, None
-        return ga, _div_b(g, y, b) if not F.graph else -(g * y) / b
+        return ga, _div_b(None, g, y, b) if not F.graph else -(g * y) / b
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
         if i == 0:
             return Kernel(np.true_divide, ("g", 1), ufunc=True, inplace=(0, 1))
-        return Kernel(lambda out, g, y, b: _div_b(g, y, b, out), ("g", "y", 1), inplace=(0, 1))
+        return Kernel(_div_b, ("g", "y", 1), inplace=(0, 1))
 
 
 class Pow(Primitive):
@@ -170,7 +170,7 @@ class Log(Primitive):
     grad_kernel = grad_ufunc(np.true_divide, "g", 0)
 
 
-def _sqrt_grad(g, y, out=None):  # g / (y + y)
+def _sqrt_grad(out, g, y):  # g / (y + y)
     out = array(np.add(y, y, out=out))
     return np.true_divide(g, out, out=out)
 
@@ -182,10 +182,10 @@ class Sqrt(Primitive):
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(lambda out, g, y: _sqrt_grad(g, y, out), ("g", "y"), inplace=(1,))
+        return Kernel(_sqrt_grad, ("g", "y"), inplace=(1,))
 
 
-def _square_grad(g, x, out=None):  # g * (x + x)
+def _square_grad(out, g, x):  # g * (x + x)
     out = array(np.add(x, x, out=out))
     return np.multiply(g, out, out=out)
 
@@ -197,7 +197,7 @@ class Square(Primitive):
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(lambda out, g, x: _square_grad(g, x, out), ("g", 0), inplace=(1,))
+        return Kernel(_square_grad, ("g", 0), inplace=(1,))
 
 
 class Abs(Primitive):
@@ -218,22 +218,10 @@ class Cos(Primitive):
     kernel = ufunc_kernel(np.cos, 1)
 
 
-def _tanh_grad(g, y, out=None):  # g - g * y * y
+def _tanh_grad(out, g, y):  # g - g * y * y
     out = array(np.multiply(g, y, out=out))
     np.multiply(out, y, out=out)
     return np.subtract(g, out, out=out)
-
-
-def _tanh_grad_run(reads, o, out):
-    g, y = reads
-    mul, sub = np.multiply, np.subtract
-
-    def run(S):
-        gv, yv = S[g], S[y]
-        mul(gv, yv, out=out)
-        mul(out, yv, out=out)
-        S[o] = sub(gv, out, out=out)
-    return run
 
 
 class Tanh(Primitive):
@@ -242,60 +230,39 @@ class Tanh(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        return (g - g * y * y,) if F.graph else (_tanh_grad(g, y),)
+        return (g - g * y * y,) if F.graph else (_tanh_grad(None, g, y),)
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(lambda out, g, y: _tanh_grad(g, y, out), ("g", "y"), run=_tanh_grad_run)
+        return Kernel(_tanh_grad, ("g", "y"))
 
 
-def sigmoid(x: np.ndarray, out=None) -> np.ndarray:
+def sigmoid(x: np.ndarray, out=None, den=None, mask=None) -> np.ndarray:
     """The logistic function in two branches: ``1 / (1 + e)`` for x >= 0 and ``e / (1 + e)``
     below, with ``e = exp(-|x|)`` in (0, 1]: nothing overflows, and each branch keeps full
-    relative precision (sigmoid(-20) is 2.06e-9, not 0)."""
+    relative precision (sigmoid(-20) is 2.06e-9, not 0). ``den``, ``mask``: scratch buffers."""
     out = fresh(x, out)
     dtype = x.dtype
-    np.copysign(x, constant(-1, dtype), out=out)                       # -|x|
-    np.exp(out, out=out)                                               # e
-    den = np.add(out, constant(1, dtype))                              # 1 + e
-    np.maximum(out, np.greater_equal(x, constant(0, dtype)), out=out)  # numerator: 1 where x >= 0, else e
+    np.copysign(x, constant(-1, dtype), out=out)                              # -|x|
+    np.exp(out, out=out)                                                      # e
+    den = np.add(out, constant(1, dtype), out=den)                            # 1 + e
+    np.maximum(out, np.greater_equal(x, constant(0, dtype), out=mask), out=out)  # 1 where x >= 0, else e
     return np.divide(out, den, out=out)
 
 
 def _sigmoid_run(reads, o, out):
-    """:func:`sigmoid` as one closure, its scratch buffers and constants bound (same calls)."""
+    """The buffered :func:`sigmoid`, its scratch buffers made once."""
     (a,) = reads
     den, mask = np.empty_like(out), np.empty(out.shape, bool)
-    neg, one, zero = (constant(v, out.dtype) for v in (-1, 1, 0))
-    copysign, exp, add, ge, maximum, divide = np.copysign, np.exp, np.add, np.greater_equal, np.maximum, np.divide
 
-    def run(S):
-        x = S[a]
-        copysign(x, neg, out=out)
-        exp(out, out=out)
-        add(out, one, out=den)
-        ge(x, zero, out=mask)
-        maximum(out, mask, out=out)
-        S[o] = divide(out, den, out=out)
+    def run(S): S[o] = sigmoid(S[a], out, den, mask)
     return run
 
 
-def _sigmoid_grad(g, y, out=None):  # g * (y - y * y)
+def _sigmoid_grad(out, g, y):  # g * (y - y * y)
     out = array(np.multiply(y, y, out=out))
     np.subtract(y, out, out=out)
     return np.multiply(g, out, out=out)
-
-
-def _sigmoid_grad_run(reads, o, out):
-    g, y = reads
-    mul, sub = np.multiply, np.subtract
-
-    def run(S):
-        yv = S[y]
-        mul(yv, yv, out=out)
-        sub(yv, out, out=out)
-        S[o] = mul(S[g], out, out=out)
-    return run
 
 
 class Sigmoid(Primitive):
@@ -303,60 +270,45 @@ class Sigmoid(Primitive):
 
     @staticmethod
     def backward(F, g, xs, y, s, attrs, needs):
-        return (g * (y - y * y),) if F.graph else (_sigmoid_grad(g, y),)
+        return (g * (y - y * y),) if F.graph else (_sigmoid_grad(None, g, y),)
 
     @classmethod
     def kernel(cls, attrs, shapes, dtypes):
         if not same_float(dtypes):
             return None
-        return Kernel(lambda out, x: sigmoid(x, out), (0,), inplace=(), run=_sigmoid_run)
+        return Kernel(lambda out, x: sigmoid(x, out), (0,), run=_sigmoid_run)
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(lambda out, g, y: _sigmoid_grad(g, y, out), ("g", "y"), run=_sigmoid_grad_run)
+        return Kernel(_sigmoid_grad, ("g", "y"))
 
 
-def _relu_grad(g, y, out=None):  # g * (y > 0), the mask as 0.0/1.0 of g's dtype
+def _relu(out, x):
+    return np.maximum(x, constant(0, x.dtype), out=out)
+
+
+def _relu_grad(out, g, y):  # g * (y > 0), the mask as 0.0/1.0 of g's dtype
     if out is None:
         return g * (y > 0)
     np.greater(y, constant(0, y.dtype), out=out)
     return np.multiply(g, out, out=out)
 
 
-def _relu_grad_run(reads, o, out):
-    g, y = reads
-    zero, greater, mul = constant(0, out.dtype), np.greater, np.multiply
-
-    def run(S):
-        greater(S[y], zero, out=out)
-        S[o] = mul(S[g], out, out=out)
-    return run
-
-
-def _relu_run(reads, o, out):
-    (a,) = reads
-    zero, maximum = constant(0, out.dtype), np.maximum
-
-    def run(S): S[o] = maximum(S[a], zero, out=out)
-    return run
-
-
 class Relu(Primitive):
     forward = staticmethod(lambda attrs, x: (np.maximum(x, 0), None))
     # g * mask, not where(mask, g, 0): numpy's where is several times slower on large arrays
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (
-        g * F.apply(Mask, (y,), _positive) if F.graph else _relu_grad(g, y),))
+        g * F.apply(Mask, (y,), _positive) if F.graph else _relu_grad(None, g, y),))
 
     @classmethod
     def kernel(cls, attrs, shapes, dtypes):
         if not same_float(dtypes):
             return None
-        return Kernel(lambda out, x: np.maximum(x, constant(0, x.dtype), out=out), (0,), inplace=(0,),
-                      run=_relu_run)
+        return Kernel(_relu, (0,), inplace=(0,))
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(lambda out, g, y: _relu_grad(g, y, out), ("g", "y"), inplace=(1,), run=_relu_grad_run)
+        return Kernel(_relu_grad, ("g", "y"), inplace=(1,))
 
 
 class Softplus(Primitive):

@@ -16,20 +16,8 @@ def _swap_axes(ndim):
     return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
 
 
-def _matmul_bt_run(reads, o, out):  # g @ b.T, the transpose a view: BLAS reads it transposed
-    g, b = reads
-    matmul = np.matmul
-
-    def run(S): S[o] = matmul(S[g], S[b].T, out=out)
-    return run
-
-
-def _matmul_at_run(reads, o, out):  # a.T @ g
-    g, a = reads
-    matmul = np.matmul
-
-    def run(S): S[o] = matmul(S[a].T, S[g], out=out)
-    return run
+def _g_bt(out, g, b): return np.matmul(g, b.T, out=out)
+def _at_g(out, g, a): return np.matmul(a.T, g, out=out)
 
 
 class MatMul(Primitive):
@@ -67,10 +55,10 @@ class MatMul(Primitive):
             return None
         if i == 0:
             if nb == 2:
-                return Kernel(lambda out, g, b: np.matmul(g, b.T, out=out), ("g", 1), run=_matmul_bt_run)
+                return Kernel(_g_bt, ("g", 1))  # the transposes are views: BLAS reads them transposed
             axes = _swap_axes(nb)
             return Kernel(lambda out, g, b: np.matmul(g, b.transpose(axes), out=out), ("g", 1))
         if na == 2:
-            return Kernel(lambda out, g, a: np.matmul(a.T, g, out=out), ("g", 0), run=_matmul_at_run)
+            return Kernel(_at_g, ("g", 0))
         axes = _swap_axes(na)
         return Kernel(lambda out, g, a: np.matmul(a.transpose(axes), g, out=out), ("g", 0))
