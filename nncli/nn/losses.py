@@ -43,7 +43,7 @@ def _labels(labels: np.ndarray, n: int, c: int) -> np.ndarray:
         flat = ints
     if flat.size != n:
         raise ValueError(f"got {flat.size} labels for {n} rows of predictions")
-    if n and (flat.min() < 0 or flat.max() >= c):
+    if n and (np.minimum.reduce(flat) < 0 or np.maximum.reduce(flat) >= c):  # the ufuncs: no method wrappers
         bad = flat[np.flatnonzero((flat < 0) | (flat >= c))[0]]
         raise ValueError(f"label {int(bad)} is out of range for {c} classes (labels must be 0..{c - 1})")
     return flat
@@ -64,11 +64,12 @@ class SparseSoftmaxCrossentropy(ad.Primitive):
     def forward(attrs, logits, labels):
         x, n, c = _rows(logits)
         flat = _labels(labels, n, c)
-        e = x - x.max(axis=1, keepdims=True)       # (N, C) shifted logits
-        picked = e[np.arange(n), flat]               # (N,)
+        e = x - np.maximum.reduce(x, 1, keepdims=True)  # (N, C) shifted logits
+        picked = e[np.arange(n), flat]                  # (N,)
         np.exp(e, out=e)
-        total = e.sum(axis=1)                        # (N,)
-        loss = np.mean(np.log(total) - picked) if n else np.zeros((), x.dtype)
+        total = np.add.reduce(e, 1)                     # (N,)
+        # the mean as np.mean computes it (sum, then / n), without its Python wrapper
+        loss = np.add.reduce(np.log(total) - picked) / n if n else np.zeros((), x.dtype)
         e /= total[:, None]                          # softmax, kept for backward
         return np.asarray(loss, dtype=x.dtype), (e, flat)
 

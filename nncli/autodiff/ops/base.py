@@ -137,11 +137,6 @@ def array(x) -> np.ndarray:
     return x if type(x) is np.ndarray else np.asarray(x)
 
 
-def fresh(x: np.ndarray, out) -> np.ndarray:
-    """``out``, or a new array like ``x`` when there is none (0-d arrays stay arrays)."""
-    return np.empty(x.shape, x.dtype) if out is None else out
-
-
 # -- shapes and axes -----------------------------------------------------------
 def axes_of(axis, ndim: int) -> tuple[int, ...] | None:
     """``axis`` (None, an int or a sequence, negative allowed) as sorted non-negative ints,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, array, constant, fresh, grad_ufunc, same_float, \
+from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, array, constant, grad_ufunc, same_float, \
     ufunc_kernel
 
 
@@ -237,25 +237,39 @@ class Tanh(Primitive):
         return Kernel(_tanh_grad, ("g", "y"))
 
 
-def sigmoid(x: np.ndarray, out=None, den=None, mask=None) -> np.ndarray:
-    """The logistic function in two branches: ``1 / (1 + e)`` for x >= 0 and ``e / (1 + e)``
-    below, with ``e = exp(-|x|)`` in (0, 1]: nothing overflows, and each branch keeps full
-    relative precision (sigmoid(-20) is 2.06e-9, not 0). ``den``, ``mask``: scratch buffers."""
-    out = fresh(x, out)
-    dtype = x.dtype
-    np.copysign(x, constant(-1, dtype), out=out)                              # -|x|
-    np.exp(out, out=out)                                                      # e
-    den = np.add(out, constant(1, dtype), out=den)                            # 1 + e
-    np.maximum(out, np.greater_equal(x, constant(0, dtype), out=mask), out=out)  # 1 where x >= 0, else e
+_SIGMOID: dict = {}
+
+
+def _sigmoid_constants(dtype) -> tuple:
+    """The clamp for ``exp`` (80, or less where exp(80) overflows, as in float16) and 1, as 0-d arrays."""
+    c = _SIGMOID.get(dtype)
+    if c is None:
+        clamp = min(80.0, float(np.floor(np.log(np.finfo(dtype).max))) - 1.0)
+        c = _SIGMOID[dtype] = (np.array(clamp, dtype), np.array(1, dtype))
+    return c
+
+
+def sigmoid(x: np.ndarray, out=None, den=None) -> np.ndarray:
+    """The logistic function as ``e / (1 + e)`` with ``e = exp(min(x, 80))``.
+
+    Below 0 this is the stable branch (no cancellation: sigmoid(-20) is 2.06e-9, not 0, and
+    log(sigmoid(-20)) is -20); above, the same expression equals ``1 / (1 + exp(-x))`` to within
+    an ulp, and the clamp (where sigmoid is 1.0 to the last bit) keeps exp from overflowing.
+    Four numpy calls, all in the input's dtype. ``den``: an optional scratch buffer like ``x``.
+    """
+    clamp, one = _sigmoid_constants(x.dtype)
+    out = array(np.minimum(x, clamp, out=out))
+    np.exp(out, out=out)                       # e, in [0, e^80]
+    den = np.add(out, one, out=den)            # 1 + e
     return np.divide(out, den, out=out)
 
 
 def _sigmoid_run(reads, o, out):
-    """The buffered :func:`sigmoid`, its scratch buffers made once."""
+    """The buffered :func:`sigmoid`, its scratch buffer made once."""
     (a,) = reads
-    den, mask = np.empty_like(out), np.empty(out.shape, bool)
+    den = np.empty_like(out)
 
-    def run(S): S[o] = sigmoid(S[a], out, den, mask)
+    def run(S): S[o] = sigmoid(S[a], out, den)
     return run
 
 
