@@ -82,6 +82,12 @@ def _fn_run(fn, reads, o, out, fresh):
     return run
 
 
+def _fresh(maker, reads, o, shape, dtype, order):
+    """A closure-built kernel whose result is returned: a new buffer (and closure) per call."""
+    def run(S): maker(reads, o, empty(shape, dtype, order))(S)
+    return run
+
+
 def kernel_make(kernel: Kernel, reads, o, shape, dtype, order=None):
     """``make(buffer) -> run`` for a kernel step reading slots ``reads`` into slot ``o``."""
     if kernel.view:
@@ -94,8 +100,8 @@ def kernel_make(kernel: Kernel, reads, o, shape, dtype, order=None):
     if kernel.ufunc:
         return lambda out: _ufunc_run(kernel.fn, reads, o, out, shape == ())
     if kernel.run is not None:
-        return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype, order)) if out is None \
-            else kernel.run(reads, o, out)
+        return lambda out: kernel.run(reads, o, out) if out is not None else _fresh(kernel.run, reads, o, shape,
+                                                                                     dtype, order)
     return lambda out: _fn_run(kernel.fn, reads, o, out, (shape, dtype, order))
 
 

@@ -30,7 +30,8 @@ class Kernel(NamedTuple):
     gradient), ``"y"`` (the op's output) and input positions (gradient kernels).
     ``inplace`` lists the ``reads`` positions whose buffer ``out`` may overwrite when that
     value dies at this step (every position for one ufunc; fewer for multi-step kernels).
-    ``run``: optional ``run(reads, o, out)`` building the whole step as one closure.
+    ``run``: ``run(reads, o, out) -> closure`` building the whole step as one function of the
+    slot list (``S[o] = ...``), for multi-step kernels; then ``fn`` may be None.
     """
 
     fn: object

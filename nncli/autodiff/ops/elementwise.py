@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, array, constant, grad_ufunc, same_float, \
+from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, constant, grad_ufunc, same_float, \
     ufunc_kernel
 
 
@@ -72,11 +72,11 @@ class Mul(Primitive):
         return Kernel(np.multiply, ("g", 1 - i), ufunc=True, inplace=(0, 1))
 
 
-def _div_b(out, g, y, b):
-    """The divisor's gradient ``-(g * y) / b`` (into ``out``, or a new array when None)."""
-    out = array(np.multiply(g, y, out=out))
-    np.negative(out, out=out)
-    return np.true_divide(out, b, out=out)
+def _div_b(out, g, y, b, mul=np.multiply, neg=np.negative, div=np.true_divide):
+    """``-(g * y) / b`` into ``out``: the rule's numpy calls, in its order."""
+    mul(g, y, out=out)
+    neg(out, out=out)
+    return div(out, b, out=out)
 
 
 class Div(Primitive):
@@ -89,7 +89,7 @@ class Div(Primitive):
         ga = g / b if needs[0] else None
         if not needs[1]:
             return ga, None
-        return ga, _div_b(None, g, y, b) if not F.graph else -(g * y) / b
+        return ga, -(g * y) / b
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
@@ -171,7 +171,7 @@ class Log(Primitive):
 
 
 def _sqrt_grad(out, g, y):  # g / (y + y)
-    out = array(np.add(y, y, out=out))
+    out = np.add(y, y, out=out)
     return np.true_divide(g, out, out=out)
 
 
@@ -186,7 +186,7 @@ class Sqrt(Primitive):
 
 
 def _square_grad(out, g, x):  # g * (x + x)
-    out = array(np.add(x, x, out=out))
+    out = np.add(x, x, out=out)
     return np.multiply(g, out, out=out)
 
 
@@ -218,23 +218,27 @@ class Cos(Primitive):
     kernel = ufunc_kernel(np.cos, 1)
 
 
-def _tanh_grad(out, g, y):  # g - g * y * y
-    out = array(np.multiply(g, y, out=out))
-    np.multiply(out, y, out=out)
-    return np.subtract(g, out, out=out)
+def _tanh_grad(reads, o, out):  # g - g * y * y, as the rule computes it
+    g, y = reads
+    mul, sub = np.multiply, np.subtract
+
+    def run(S):
+        gv, yv = S[g], S[y]
+        mul(gv, yv, out=out)
+        mul(out, yv, out=out)
+        S[o] = sub(gv, out, out=out)
+    return run
 
 
 class Tanh(Primitive):
     forward = staticmethod(lambda attrs, x: (np.tanh(x), None))
     kernel = ufunc_kernel(np.tanh, 1)
 
-    @staticmethod
-    def backward(F, g, xs, y, s, attrs, needs):
-        return (g - g * y * y,) if F.graph else (_tanh_grad(None, g, y),)
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g - g * y * y,))
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(_tanh_grad, ("g", "y"))
+        return Kernel(None, ("g", "y"), run=_tanh_grad)
 
 
 _SIGMOID: dict = {}
@@ -258,71 +262,89 @@ def sigmoid(x: np.ndarray, out=None, den=None) -> np.ndarray:
     Four numpy calls, all in the input's dtype. ``den``: an optional scratch buffer like ``x``.
     """
     clamp, one = _sigmoid_constants(x.dtype)
-    out = array(np.minimum(x, clamp, out=out))
+    if out is None and x.ndim == 0:
+        out = np.empty((), x.dtype)  # ufuncs give numpy scalars for 0-d arrays, which cannot be out=
+    out = np.minimum(x, clamp, out=out)
     np.exp(out, out=out)                       # e, in [0, e^80]
     den = np.add(out, one, out=den)            # 1 + e
     return np.divide(out, den, out=out)
 
 
 def _sigmoid_run(reads, o, out):
-    """The buffered :func:`sigmoid`, its scratch buffer made once."""
+    """:func:`sigmoid`'s calls into ``out``, its constants bound and its scratch made once."""
     (a,) = reads
-    den = np.empty_like(out)
+    den, (clamp, one) = np.empty_like(out), _sigmoid_constants(out.dtype)
+    minimum, exp, add, divide = np.minimum, np.exp, np.add, np.divide
 
-    def run(S): S[o] = sigmoid(S[a], out, den)
+    def run(S):
+        minimum(S[a], clamp, out=out)
+        exp(out, out=out)
+        add(out, one, out=den)
+        S[o] = divide(out, den, out=out)
     return run
 
 
-def _sigmoid_grad(out, g, y):  # g * (y - y * y)
-    out = array(np.multiply(y, y, out=out))
-    np.subtract(y, out, out=out)
-    return np.multiply(g, out, out=out)
+def _sigmoid_grad(reads, o, out):  # g * (y - y * y), as the rule computes it
+    g, y = reads
+    mul, sub = np.multiply, np.subtract
+
+    def run(S):
+        yv = S[y]
+        mul(yv, yv, out=out)
+        sub(yv, out, out=out)
+        S[o] = mul(S[g], out, out=out)
+    return run
 
 
 class Sigmoid(Primitive):
     forward = staticmethod(lambda attrs, x: (sigmoid(x), None))
 
-    @staticmethod
-    def backward(F, g, xs, y, s, attrs, needs):
-        return (g * (y - y * y),) if F.graph else (_sigmoid_grad(None, g, y),)
+    backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (y - y * y),))
 
     @classmethod
     def kernel(cls, attrs, shapes, dtypes):
         if not same_float(dtypes):
             return None
-        return Kernel(lambda out, x: sigmoid(x, out), (0,), run=_sigmoid_run)
+        return Kernel(None, (0,), run=_sigmoid_run)
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(_sigmoid_grad, ("g", "y"))
+        return Kernel(None, ("g", "y"), run=_sigmoid_grad)
 
 
-def _relu(out, x):
-    return np.maximum(x, constant(0, x.dtype), out=out)
+def _relu(reads, o, out):  # np.maximum(x, 0), as the forward computes it
+    (a,) = reads
+    maximum, zero = np.maximum, constant(0, out.dtype)
+
+    def run(S): S[o] = maximum(S[a], zero, out=out)
+    return run
 
 
-def _relu_grad(out, g, y):  # g * (y > 0), the mask as 0.0/1.0 of g's dtype
-    if out is None:
-        return g * (y > 0)
-    np.greater(y, constant(0, y.dtype), out=out)
-    return np.multiply(g, out, out=out)
+def _relu_grad(reads, o, out):  # g * (y > 0), the mask written as 0.0/1.0 of g's dtype
+    g, y = reads
+    greater, mul, zero = np.greater, np.multiply, constant(0, out.dtype)
+
+    def run(S):
+        greater(S[y], zero, out=out)
+        S[o] = mul(S[g], out, out=out)
+    return run
 
 
 class Relu(Primitive):
     forward = staticmethod(lambda attrs, x: (np.maximum(x, 0), None))
     # g * mask, not where(mask, g, 0): numpy's where is several times slower on large arrays
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (
-        g * F.apply(Mask, (y,), _positive) if F.graph else _relu_grad(None, g, y),))
+        g * (F.apply(Mask, (y,), _positive) if F.graph else y > 0),))
 
     @classmethod
     def kernel(cls, attrs, shapes, dtypes):
         if not same_float(dtypes):
             return None
-        return Kernel(_relu, (0,), inplace=(0,))
+        return Kernel(None, (0,), inplace=(0,), run=_relu)
 
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype):
-        return Kernel(_relu_grad, ("g", "y"), inplace=(1,))
+        return Kernel(None, ("g", "y"), inplace=(1,), run=_relu_grad)
 
 
 class Softplus(Primitive):
