@@ -312,6 +312,9 @@ def _const(x, like: Tensor) -> Tensor:
 
 
 def pair(a, b) -> tuple[Tensor, Tensor]:
+    """The two operands as tensors of one dtype under the operand rules (see the module docstring):
+    numbers and arrays take the tensor's dtype, an int tensor meeting a float one is cast, two float
+    tensors of different dtypes are an error, and a traced array argument converts as an array would."""
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if ta and tb:
         da, db = a._data.dtype, b._data.dtype
@@ -384,8 +387,8 @@ def mean(x, axis=None, keepdims=False) -> Tensor:
     axes = P.base.axes_of(axis, x._data.ndim)
     total = apply(P.Sum, (x,), (axes, bool(keepdims)))
     count = x._data.size if axes is None else int(np.prod([x._data.shape[a] for a in axes]))
-    if total._data.dtype.kind != "f":
-        total = cast(total, np.float64 if x._data.dtype.kind in "iu" else DEFAULT_FLOAT)
+    if total._data.dtype.kind != "f":  # integers and booleans: a float64 mean, as numpy's
+        total = cast(total, np.float64)
     if count == 0:  # numpy and torch give nan (0/0), without dividing by zero here
         return binary(P.Mul, total, float("nan"))
     return binary(P.Div, total, count)

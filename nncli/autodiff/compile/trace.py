@@ -160,8 +160,7 @@ class Trace:
         o = self.new(y.shape, y.dtype)
         self.bind(out, o)
         shapes, dtypes = [self.shape[r] for r in reads], [self.dtype[r] for r in reads]
-        follows = getattr(op, "shape_follows_values", None)
-        guard = y.shape if follows is not None and follows(attrs, dtypes) else None
+        guard = y.shape if op.shape_follows_values(attrs, dtypes) else None
         kernel = None if op.stateful or guard else op.kernel(attrs, shapes, dtypes)
         if kernel is not None:
             make = K.kernel_make(kernel, reads, o, y.shape, y.dtype, layout(y))

@@ -79,6 +79,12 @@ class Primitive:
         """The buffered forward for inputs of ``shapes``/``dtypes``, or None."""
         return None
 
+    @staticmethod
+    def shape_follows_values(attrs, dtypes) -> bool:
+        """Whether the result's shape depends on the input values (a boolean mask's count): a
+        compiled replay then checks it, and traces again when it changed."""
+        return False
+
     @classmethod
     def grad_kernel(cls, attrs, i, shapes, dtype) -> Kernel | str | None:
         """How input ``i``'s gradient is computed (all values of float ``dtype``): a Kernel,
