@@ -239,7 +239,10 @@ def render_entries(entries, kind: str, detailed: bool) -> None:
     console = Console(highlight=False)
     if detailed:
         entry = entries[0]
-        console.print(f"[bold]{entry['name']}[/] ({kind[:-1]}): {escape(entry['summary'])}")
+        singular = {"losses": "loss", "activations": "activation"}.get(kind, kind[:-1])
+        console.print(f"[bold]{entry['name']}[/] ({singular}): {escape(entry['summary'])}")
+        for paragraph in entry.get("description", []):
+            console.print(escape(paragraph))
         if entry["aliases"]:
             console.print(f"also named: {', '.join(entry['aliases'])}")
         table = Table("parameter", "type", "default")
@@ -254,7 +257,9 @@ def render_entries(entries, kind: str, detailed: bool) -> None:
     for entry in entries:
         params = ", ".join(p["name"] if p["default"] == "required" else f"{p['name']}={p['default']}"
                            for p in entry["params"])
-        table.add_row(entry["name"], escape(params), escape(entry["summary"]))
+        short = [a for a in entry["aliases"] if "_" not in a and a.lower() != entry["name"].lower()][:3]
+        names = entry["name"] + (f" [dim]({escape(', '.join(short))})[/]" if short else "")
+        table.add_row(names, escape(params), escape(entry["summary"]))
     console.print(table)
 
 
