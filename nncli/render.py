@@ -399,7 +399,10 @@ def render_schema(rows: list[dict]) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table("key", "type", "default", "description", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("key", "type", "default"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("description")
     for row in rows:
         table.add_row(escape(row["key"]), escape(row["type"]), escape(row["default"]), escape(row["description"]))
     console.print(table)

@@ -19,6 +19,7 @@ config holds an interpolation.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from typing import Any
@@ -37,12 +38,20 @@ def interpolate(doc: Document) -> None:
     spots = [(path, value) for path, value in _leaves(doc.data, ()) if isinstance(value, str) and MARKER in value]
     if not spots:
         return
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, grammar_parser
     from omegaconf.errors import OmegaConfBaseException
 
     unset: list[str] = []
     _register_env(OmegaConf, unset)
-    root = OmegaConf.create(_with_defaults(doc.data), flags={"allow_objects": True})
+    lookup = _with_defaults(doc.data)
+    for path, text in list(spots):  # a value that does not parse would stop OmegaConf.create: take it out
+        try:
+            grammar_parser.parse(text)
+        except OmegaConfBaseException as err:
+            _fail(doc, path, _message(err, text, [], doc.data))
+            spots.remove((path, text))
+            _put(lookup, path, "")
+    root = OmegaConf.create(lookup, flags={"allow_objects": True})
     for path, text in spots:
         unset.clear()
         try:
@@ -51,10 +60,16 @@ def interpolate(doc: Document) -> None:
                 node = node[part]
             value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
         except OmegaConfBaseException as err:
-            doc.problems.append(Problem(doc.locator.at(path), path, _message(err, text, unset, doc.data)))
+            _fail(doc, path, _message(err, text, unset, doc.data))
             continue
         _put(doc.data, path, value)
         doc.locator.interpolated[path] = text
+
+
+def _fail(doc: Document, path: Key, message: str) -> None:
+    """A problem at ``path``; validation then says nothing more of the value left unresolved there."""
+    doc.problems.append(Problem(doc.locator.at(path), path, message))
+    doc.locator.unresolved.add(path)
 
 
 def _leaves(data: Any, path: Key):
@@ -72,7 +87,7 @@ def _with_defaults(data: Any) -> Any:
     """``data`` with the fixed sections' unwritten defaults filled in, for lookups only."""
     if not isinstance(data, dict):
         return data
-    out = dict(data)
+    out = copy.deepcopy(data)
     for where, model in SECTIONS.items():
         if len(where) != 1 or not isinstance(out.get(where[0], {}), dict):
             continue

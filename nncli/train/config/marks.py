@@ -123,6 +123,7 @@ class Locator:
     keys: dict[Key, Mark] = field(default_factory=dict)
     overrides: list[tuple[Key, str, bool]] = field(default_factory=list)  # (path, --set text, exact only)
     interpolated: dict[Key, str] = field(default_factory=dict)  # path -> the ${...} text it was written as
+    unresolved: set = field(default_factory=set)  # paths whose ${...} could not be resolved (already reported)
 
     def override_at(self, path: Key) -> str | None:
         """The ``--set`` text that gave the value at ``path`` (or a parent of it), if any."""

@@ -34,6 +34,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         raise_problems(doc.problems)
         raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
                           f"optimizer, found {describe(data)}")
+    earlier = list(doc.problems)
     check = Checker(locator, doc.problems, plugin_hint)
     if "base" in data:  # compose removed the file's own: this one came with --set
         check.add(("base",), "expected base: in a config file, found it in --set (base files are merged "
@@ -51,7 +52,9 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         _check_metrics(check, train or {}, loss)
     if train_cfg is not None:
         train_cfg = _check_monitors(check, train_cfg, data_cfg)
-    raise_problems(check.problems)
+    # a value whose ${...} failed was reported once: its raw text would only fail validation again
+    raise_problems([p for p in check.problems if any(p is q for q in earlier)
+                    or not any(p.path[: len(u)] == u for u in locator.unresolved)])
     seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
     return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), doc.path, doc.base_dir,
                   locator)
