@@ -51,12 +51,16 @@ def _plain_metavar(param, ctx) -> str | None:
         return None
     if param.metavar:  # an argument shows its metavar as its name already
         return None if param.param_type_name == "argument" else param.metavar
-    choices = getattr(param.type, "choices", None)
-    return "|".join(str(getattr(c, "value", c)) for c in choices) if choices else None
+    descriptor = getattr(param, "type_descriptor", None)
+    if getattr(descriptor, "is_choice", False):  # such as --dtype float64|float32
+        return _TYPED_DISPLAY[type(param)](param, ctx).strip("<>")
+    return None
 
 
+_TYPED_DISPLAY = {}
 for _cls in (getattr(typer.core, "TyperArgument", None), getattr(typer.core, "TyperOption", None)):
     if _cls is not None and hasattr(_cls, "display_type_rich"):
+        _TYPED_DISPLAY[_cls] = _cls.display_type_rich
         _cls.display_type_rich = _plain_metavar
 
 

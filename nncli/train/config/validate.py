@@ -86,7 +86,8 @@ def _metric_names(task: str | None) -> list[str]:
     for canonical in registry.names("metrics"):
         obj = registry.lookup("metrics", canonical)
         if getattr(obj, "task", None) in (None, task):
-            out.append(min((n for n, o in table.items() if o is obj), key=len))
+            names = [n for n, o in table.items() if o is obj]  # registration order: the class name, then aliases
+            out.append(next((n for n in names if n.islower()), names[0]))
     return out
 
 
