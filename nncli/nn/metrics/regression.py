@@ -15,8 +15,17 @@ def _per_sample(errors: np.ndarray) -> np.ndarray:
     return errors.mean(axis=-1) if errors.ndim >= 2 else errors
 
 
+class _MeanError(MeanMetric):
+    """The mean over samples of an elementwise error of ``y_pred - y_true`` (``_error``)."""
+
+    task = "regression"
+
+    def _values(self, y_true, y_pred):
+        return _per_sample(type(self)._error(y_pred - match_rank(y_true, y_pred)))
+
+
 @register("metrics", aliases=("mse", "mean_squared_error"))
-class MeanSquaredError(MeanMetric):
+class MeanSquaredError(_MeanError):
     """Mean squared error over the samples seen.
 
     Example:
@@ -24,15 +33,12 @@ class MeanSquaredError(MeanMetric):
         5.0
     """
 
-    task = "regression"
     _default_name = "mse"
-
-    def _values(self, y_true, y_pred):
-        return _per_sample(np.square(y_pred - match_rank(y_true, y_pred)))
+    _error = np.square
 
 
 @register("metrics", aliases=("mae", "mean_absolute_error"))
-class MeanAbsoluteError(MeanMetric):
+class MeanAbsoluteError(_MeanError):
     """Mean absolute error over the samples seen.
 
     Example:
@@ -40,11 +46,8 @@ class MeanAbsoluteError(MeanMetric):
         2.0
     """
 
-    task = "regression"
     _default_name = "mae"
-
-    def _values(self, y_true, y_pred):
-        return _per_sample(np.abs(y_pred - match_rank(y_true, y_pred)))
+    _error = np.abs
 
 
 @register("metrics", aliases=("r2", "r2_score"))

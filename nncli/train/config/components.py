@@ -100,10 +100,10 @@ def _make_param(p: inspect.Parameter, hint) -> _Param:
     return _Param(adapter, p.default is p.empty, *_param_kind(p.name, tp))
 
 
-@functools.lru_cache(maxsize=None)
-def _signature(obj) -> dict[str, _Param]:
-    """Config parameters of a registered class: its ``__init__``, plus its parents' for ``**kwargs``."""
-    found: dict[str, _Param] = {}
+def _init_parameters(obj):
+    """``(parameter, type hint)`` for each config parameter of a class: its ``__init__``'s keyword
+    parameters, then its parents' while each passes ``**kwargs`` on (nearest definition first)."""
+    seen: set[str] = set()
     for klass in obj.__mro__ if inspect.isclass(obj) else ():
         init = vars(klass).get("__init__")
         if klass is object or init is None:
@@ -117,11 +117,17 @@ def _signature(obj) -> dict[str, _Param]:
         except Exception:  # a hint that names something not importable here
             hints = {}
         for p in parameters:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
-                found[p.name] = _make_param(p, hints.get(p.name))
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in seen:
+                seen.add(p.name)
+                yield p, hints.get(p.name)
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
-    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(obj) -> dict[str, _Param]:
+    """Config parameters of a registered class, checked from their signature and type hints."""
+    return {p.name: _make_param(p, hint) for p, hint in _init_parameters(obj)}
 
 
 def unknown_name(kind: str, name: str) -> str:
@@ -238,21 +244,9 @@ def param_defaults(kind: str, name: str) -> dict[str, Any]:
 
     Example: ``param_defaults("optimizers", "Adam")["beta_1"]  # 0.9``
     """
-    obj = registry.lookup(kind, name)
     out: dict[str, Any] = {}
-    for klass in obj.__mro__ if inspect.isclass(obj) else ():
-        init = vars(klass).get("__init__")
-        if klass is object or init is None:
-            continue
-        try:
-            parameters = list(inspect.signature(init).parameters.values())[1:]
-        except (TypeError, ValueError):
-            break
-        for p in parameters:
-            if (p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty
-                    and p.name not in out and p.name not in _NOT_SHOWN
-                    and isinstance(p.default, (int, float, str, bool, type(None), tuple, list))):
-                out[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
+    for p, _ in _init_parameters(registry.lookup(kind, name)):
+        if (p.default is not p.empty and p.name not in _NOT_SHOWN
+                and isinstance(p.default, (int, float, str, bool, type(None), tuple, list))):
+            out[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
     return out

@@ -29,7 +29,7 @@ __all__ = ["load_config", "config_from_dict", "resolve", "NOT_IMPORTED"]
 NOT_IMPORTED = " (the config lists plugins, which were not imported here)"
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = (), *, import_plugins: bool = True) -> Config:
+def load_config(path: str | Path, overrides: Iterable[str] = (), import_plugins: bool = True) -> Config:
     """Read, compose, override, interpolate and validate a YAML config file.
 
     Args:
