@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from nncli.nn import registry
 from nncli.train.config.components import param_defaults
 from nncli.train.config.marks import Document, Key, format_path
-from nncli.train.config.pipeline import _hint, resolve
+from nncli.train.config.pipeline import plugin_hint, resolve
 from nncli.train.config.reader import read_document
 from nncli.train.config.result import Config
 from nncli.train.config.schema import DataConfig, EarlyStoppingConfig, SequentialConfig, TopLevel, TrainConfig
@@ -64,7 +64,7 @@ def explain_config(path: str | Path, overrides: Iterable[str] = (), *, import_pl
     """
     doc = resolve(read_document(Path(path)), overrides, import_plugins=import_plugins)
     written = copy.deepcopy(doc.data)
-    cfg = validate(doc, _hint(doc, import_plugins))
+    cfg = validate(doc, plugin_hint(doc, import_plugins))
     resolved = cfg.to_dict()
     _fill_component_defaults(resolved)
     entries = [Entry(p, v, _origin(doc, written, p)) for p, v in _leaves(resolved, ())]

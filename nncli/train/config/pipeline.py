@@ -24,7 +24,7 @@ from nncli.train.config.reader import read_document
 from nncli.train.config.result import Config
 from nncli.train.config.validate import validate
 
-__all__ = ["load_config", "config_from_dict", "resolve", "NOT_IMPORTED"]
+__all__ = ["load_config", "config_from_dict", "resolve", "plugin_hint", "NOT_IMPORTED"]
 
 NOT_IMPORTED = " (the config lists plugins, which were not imported here)"
 
@@ -44,7 +44,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = (), import_plugins:
     Example: ``load_config("configs/iris.yaml", ["train.epochs=3"]).train.epochs  # 3``
     """
     doc = resolve(read_document(Path(path)), overrides, import_plugins=import_plugins)
-    return validate(doc, _hint(doc, import_plugins))
+    return validate(doc, plugin_hint(doc, import_plugins))
 
 
 def config_from_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] = (),
@@ -57,7 +57,7 @@ def config_from_dict(data: dict, source: str = "<dict>", overrides: Iterable[str
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     doc = Document(copy.deepcopy(data), Locator(source), [], None, base.resolve())
     doc = resolve(doc, overrides, import_plugins=import_plugins)
-    return validate(doc, _hint(doc, import_plugins))
+    return validate(doc, plugin_hint(doc, import_plugins))
 
 
 def resolve(doc: Document, overrides: Iterable[str] = (), *, import_plugins: bool = True) -> Document:
@@ -73,6 +73,7 @@ def resolve(doc: Document, overrides: Iterable[str] = (), *, import_plugins: boo
     return doc
 
 
-def _hint(doc: Document, imported: bool) -> str:
+def plugin_hint(doc: Document, imported: bool) -> str:
+    """What "unknown name" messages add when the config lists plugins that were not imported."""
     plugins: Any = doc.data.get("plugins") if isinstance(doc.data, dict) else None
     return NOT_IMPORTED if not imported and plugins else ""
