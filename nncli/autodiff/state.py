@@ -33,8 +33,10 @@ STATE = _State()
 
 
 class _Suspended:
-    """Stands in for a trace inside ``no_record()``: ops on constants run unrecorded, but an op
-    that reads a traced value would make it a constant, so it raises instead."""
+    """Stands in for a trace inside ``no_record()``: ops run unrecorded. Results computed there from
+    traced values (a layer run on zeros reads its live weights) are *tainted*: harmless while only
+    their shapes are used, but reading their values, or passing them to a recorded op, would freeze
+    them into the graph, so both raise."""
 
     __slots__ = ("trace",)
 
@@ -42,11 +44,9 @@ class _Suspended:
         self.trace = trace
 
     def add(self, op, inputs, attrs, out, saved) -> None:
-        for t in inputs:
-            if self.trace.is_traced(t):
-                self.trace.refuse(t, f"{op.__name__} under ad.no_record()",
-                                  "run it outside the no_record() block: recorded ops are replayed "
-                                  "on every call")
+        trace = self.trace
+        if any(trace.is_traced(t) for t in inputs):
+            trace.tainted[id(out)] = out
 
     def is_traced(self, t) -> bool:
         return self.trace.is_traced(t)

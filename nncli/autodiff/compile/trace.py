@@ -71,6 +71,7 @@ class Trace:
         self.arg_vars: list = []  # (object slot, argument index) of the Variables passed
         self.objects: dict[int, int] = {}  # id(Variable) -> the slot holding the Variable itself
         self.arg_index: dict[int, int] = {}  # id(Variable passed) -> its argument position
+        self.tainted: dict[int, Tensor] = {}  # computed under no_record() from traced values
 
     # -- slots --------------------------------------------------------------------------
     def new(self, shape, dtype, live=True) -> int:
@@ -105,7 +106,7 @@ class Trace:
 
     def is_traced(self, t) -> bool:
         """Whether ``t``'s value depends on the call (an input, a Variable, a stateful op)."""
-        return t._variable or self.slot_of.get(id(t)) in self.live
+        return t._variable or self.slot_of.get(id(t)) in self.live or id(t) in self.tainted
 
     def argument(self, value) -> Tensor:
         """The tensor the traced code sees for one input leaf (an array becomes a weak tensor)."""
@@ -147,6 +148,11 @@ class Trace:
     # -- what the engine reports ----------------------------------------------------------
     def add(self, op, inputs, attrs, out, saved) -> None:
         """An op was applied (called by ``apply``)."""
+        if self.tainted:
+            for t in inputs:
+                if id(t) in self.tainted:
+                    self.refuse(t, f"{op.__name__} of a value computed under ad.no_record()",
+                                "compute it outside the no_record() block, so that it is recorded")
         if inputs and all(t._weak for t in inputs):  # a function of array arguments alone stays weak
             out.__class__ = WeakTensor
             self.weak.append(out)
