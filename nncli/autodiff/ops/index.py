@@ -48,7 +48,6 @@ class GetItem(Primitive):
     """``x[index]``; index tensors are inputs after ``x`` (attrs: the template)."""
 
     forward = staticmethod(lambda template, x, *idx: (x[fill(template, idx)], None))
-    is_view = staticmethod(is_basic)
 
     @staticmethod
     def backward(F, g, xs, y, s, template, needs):
