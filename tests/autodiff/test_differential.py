@@ -19,7 +19,9 @@ import nncli.autodiff as ad
 import programs as P
 
 PROGRAMS = int(__import__("os").environ.get("NNCLI_PROGRAMS", 260))  # per dtype: 520 programs in all
-CALLS = [(2, 0), (2, 1), (3, 2), (2, 3)]  # (shape set, value seed): new values, new shapes, replay
+# (shape set, value seed, inputs as Variables): new values, new shapes, a replay of the first graph,
+# then Variables (their views become copies eagerly, views again where the compiled graph can)
+CALLS = [(2, 0, False), (2, 1, False), (3, 2, False), (2, 3, False), (2, 4, True), (2, 5, True)]
 
 
 def first_order(steps):
@@ -68,10 +70,11 @@ def assert_same(got, want, dtype, what):
 def check_program(templates, steps, dtype, seed):
     compiled = [ad.function(first_order(steps)), ad.function(second_order(steps))]
     eager = [first_order(steps), second_order(steps)]
-    for b, k in CALLS:
+    for b, k, variables in CALLS:
         xs, ids = P.inputs(templates, b, dtype, seed + k)
         for fast, slow, label in zip(compiled, eager, ("first order", "second order")):
-            assert_same(fast(xs, ids), slow(xs, ids), dtype, f"{label}, shape set {b}, call {k}: {steps}")
+            args = [[ad.Variable(x, dtype=dtype) for x in xs] if variables else xs for _ in range(2)]
+            assert_same(fast(args[0], ids), slow(args[1], ids), dtype, f"{label}, shape set {b}, call {k}: {steps}")
     # differentiated from outside: the Function under a recording tape
     xs, ids = P.inputs(templates, 2, dtype, seed)
     results = []
