@@ -1,11 +1,12 @@
 """Compiled against eager on random programs over the whole op set (tests/autodiff/programs.py).
 
 Each program runs inside an ``ad.Function`` and directly, on several calls: new values, new
-shapes, and back to the first shapes (a replay of the first graph), computing its value, the
+shapes, back to the first shapes (a replay of the first graph), and with the inputs passed as
+Variables, computing its value, the
 first-order gradient inside the function (a compiled gradient region), the second-order one
 (nested tapes inside the function, recorded ops) and the gradient from an outer tape. In
 float32 compiled and eager must agree bit for bit (the same numpy calls run); in float64 to
-1e-12. ``PROGRAMS`` per dtype run in CI (at least 500 in all).
+1e-12. ``PROGRAMS`` per dtype run in CI (at least 500 in all; NNCLI_PROGRAMS sets another count).
 """
 
 from __future__ import annotations
