@@ -151,6 +151,9 @@ class Layer:
         name: a label for summaries (default: snake_case class name with a counter).
         trainable: False freezes every weight of the layer and its sub-layers.
         dtype: float dtype of the weights and of float inputs (default float32).
+        input_shape: accepted by every layer's constructor (as in Keras and Rindow): the input
+            shape without the batch axis; the layer is built at once. On a Sequential's first
+            layer it is the model's input shape.
 
     Example:
         >>> layer = nn.layers.Dense(3); y = layer(np.ones((2, 4), np.float32)); y.shape
