@@ -7,7 +7,6 @@ and name). Nothing is ever unpickled: numpy files load with ``allow_pickle=False
 
 from __future__ import annotations
 
-import csv
 import difflib
 import gzip
 import math
@@ -16,11 +15,11 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from nncli.data.csvfile import read_table
 from nncli.errors import DataError
 
 # IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
@@ -69,74 +68,6 @@ def did_you_mean(word: str, choices) -> str:
 # ----------------------------------------------------------------------------- CSV
 
 
-def _read_csv_table(path: Path, min_columns: int = 2) -> tuple[list[str], np.ndarray]:
-    """The header and every data cell as one float32 table ``(rows, columns)``."""
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(f"not UTF-8 text (bad byte at offset {err.start}); expected a CSV file", where) from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():  # tolerate blank lines at the end only
-        lines.pop()
-    if not lines:
-        raise DataError("the file is empty; expected a header row, then rows of numbers", where)
-    reader = csv.reader(lines)
-    try:
-        rows = list(reader)
-    except csv.Error as err:
-        raise DataError(f"row {reader.line_num}: {err}", where) from None
-    header = [name.strip() for name in rows[0]]
-    body = rows[1:]
-    ncols = len(header)
-    if ncols < min_columns:
-        raise DataError(
-            f"the header has {ncols} column ({rows[0][0]!r}); expected comma-separated "
-            "feature columns and a target column", where)
-    first: dict[str, int] = {}
-    for col, name in enumerate(header):
-        if name in first:
-            raise DataError(f"columns {first[name] + 1} and {col + 1} are both named '{name}'; "
-                            "column names must be unique", where)
-        first[name] = col
-    if not body:
-        raise DataError("no data rows after the header (line 1)", where)
-    lengths = np.fromiter(map(len, body), dtype=np.intp, count=len(body))
-    ragged = np.flatnonzero(lengths != ncols)
-    if ragged.size:
-        r = int(ragged[0])
-        raise DataError(f"row {r + 2}: expected {ncols} cells as in the header, found {lengths[r]}", where)
-    try:  # one conversion for the whole file; look for the culprit only when it fails
-        with np.errstate(over="ignore"):  # 1e39 becomes inf, reported below with its place
-            table = np.array(list(chain.from_iterable(body)), dtype=np.float32).reshape(len(body), ncols)
-    except ValueError:
-        _raise_bad_cell(body, header, where)
-    bad = ~np.isfinite(table)
-    if bad.any():
-        r, c = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a finite number, "
-                        f"found {body[r][c].strip()!r}", where)
-    return header, table
-
-
-def _raise_bad_cell(body: list[list[str]], header: list[str], where: str):
-    """Find the first cell that does not convert, and raise a DataError naming it."""
-    for r, row in enumerate(body):
-        try:
-            np.array(row, dtype=np.float32)
-            continue
-        except ValueError:
-            pass
-        for c, cell in enumerate(row):
-            try:
-                np.array(cell, dtype=np.float32)
-            except ValueError:
-                found = "an empty cell" if not cell.strip() else repr(cell.strip())
-                raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a number, "
-                                f"found {found}", where) from None
-    raise DataError("a cell could not be read as a number", where)  # unreachable in practice
-
-
 def _column_index(header: list[str], name, where: str) -> int:
     if name not in header:
         raise DataError(f"no column named '{name}'.{did_you_mean(name, header)} "
@@ -144,12 +75,14 @@ def _column_index(header: list[str], name, where: str) -> int:
     return header.index(name)
 
 
-def load_csv(path, target: str | None = None):
+def load_csv(path, target: str | None = None, engine: str = "auto"):
     """Read a CSV file with a header row: every cell a number, one column the target.
 
     Args:
         path: the file.
         target: name of the target column; default the last column.
+        engine: the reader, ``auto`` (pyarrow when installed), ``arrow`` or ``python``; see
+            :mod:`nncli.data.csvfile`.
 
     Returns:
         ``(x float32 (n, features), y float32 (n,), feature_names, target_name)``.
@@ -159,20 +92,22 @@ def load_csv(path, target: str | None = None):
         >>> x.shape, target
         ((150, 4), 'label')
     """
-    x, y, names, target_name, _ = _load_csv(path, target)
+    x, y, names, target_name, _ = _load_csv(path, target, engine)
     return x, y, names, target_name
 
 
-def _load_csv(path, target):
-    """:func:`load_csv` plus the 0-based index of the target column."""
+def _load_csv(path, target, engine="auto"):
+    """:func:`load_csv` plus the 0-based index of the target column (in the file)."""
     path = _existing_file(path)
-    header, table = _read_csv_table(path)
-    t = len(header) - 1 if target is None else _column_index(header, target, str(path))
-    if t == len(header) - 1:
-        x = table[:, :-1]  # a view: no copy
-    else:
-        x = np.delete(table, t, axis=1)
-    return x, table[:, t], header[:t] + header[t + 1:], header[t], t
+    where: dict[str, int] = {}
+
+    def target_last(header):  # the table's columns: the features in file order, then the target
+        t = where["t"] = len(header) - 1 if target is None else _column_index(header, target, str(path))
+        return [c for c in range(len(header)) if c != t] + [t]
+
+    table = read_table(path, engine=engine, order=target_last)
+    names = table.header
+    return table.values[:, :-1], table.values[:, -1], names[:-1], names[-1], where["t"]
 
 
 # ----------------------------------------------------------------------------- numpy files
@@ -452,7 +387,8 @@ def load_inputs(path, *, feature_names=None, x_key: str = "x") -> np.ndarray:
     path = _existing_file(path)
     where = str(path)
     if kind == "csv":
-        header, table = _read_csv_table(path, min_columns=1)
+        csv_table = read_table(path, min_columns=1)
+        header, table = csv_table.header, csv_table.values
         if feature_names is None:
             return table
         columns = [_column_index(header, name, where) for name in feature_names]
