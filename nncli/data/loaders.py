@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.data.csvfile import read_table
+from nncli.data.mapped import MappedArray
 from nncli.errors import DataError
 
 # IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
@@ -114,6 +115,7 @@ def _load_csv(path, target, engine="auto"):
 
 
 _NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (zip), empty .npz
+MMAP_AUTO_BYTES = 256 << 20  # `memory_map: auto` maps .npy features files of this size and more
 
 
 def _check_npy_size(f, path: Path) -> None:
@@ -131,16 +133,25 @@ def _check_npy_size(f, path: Path) -> None:
                         f"but the file holds {have:,}", str(path))
 
 
-def _np_load(path: Path):
-    """``np.load`` without pickles, its failures turned into DataErrors."""
+def _numpy_magic(path: Path) -> bytes:
+    """The file's magic bytes, refusing anything but .npy and .npz (np.load would unpickle it)."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-            if not magic.startswith(_NUMPY_MAGIC):  # np.load would take it for a pickle
-                raise DataError("is not .npy or .npz data (numpy would read it as a pickle, which is "
-                                "never loaded); expected numeric arrays saved with numpy", str(path))
-            if magic == _NUMPY_MAGIC[0]:
-                f.seek(0)
+    except OSError as err:
+        raise DataError(f"not a readable numpy file: {err}", str(path)) from None
+    for known in _NUMPY_MAGIC:
+        if magic.startswith(known):
+            return known
+    raise DataError("is not .npy or .npz data (numpy would read it as a pickle, which is "
+                    "never loaded); expected numeric arrays saved with numpy", str(path))
+
+
+def _np_load(path: Path):
+    """``np.load`` without pickles, its failures turned into DataErrors."""
+    try:
+        if _numpy_magic(path) == _NUMPY_MAGIC[0]:
+            with open(path, "rb") as f:
                 _check_npy_size(f, path)
         return np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -227,15 +238,27 @@ def load_npz(path, x_key: str = "x", y_key: str = "y") -> LoadedData:
     return LoadedData(x, y, where, where, f"array '{y_key}', index {{index}}")
 
 
-def load_npy_pair(features, labels) -> LoadedData:
+def load_npy_pair(features, labels, memory_map=False) -> LoadedData:
     """Read features from one ``.npy`` file and labels from another.
+
+    Args:
+        features, labels: the two files (the same number of samples).
+        memory_map: ``True`` maps the features file instead of reading it (``x`` is then a
+            :class:`~nncli.data.mapped.MappedArray` in the file's dtype, checked for NaN and inf
+            in one pass); ``"auto"`` maps files of at least ``MMAP_AUTO_BYTES``.
 
     Example:
         >>> load_npy_pair("x.npy", "y.npy").y.shape                  # doctest: +SKIP
         (100,)
     """
     fpath, lpath = _existing_file(features), _existing_file(labels)
-    x = _as_float32(_npy_array(fpath), str(fpath), "features")
+    if memory_map is True or (memory_map == "auto" and fpath.stat().st_size >= MMAP_AUTO_BYTES):
+        if _numpy_magic(fpath) != _NUMPY_MAGIC[0]:
+            raise DataError("is an .npz archive, expected a single .npy array", str(fpath))
+        x = MappedArray(fpath)
+        x.check_finite("features")
+    else:
+        x = _as_float32(_npy_array(fpath), str(fpath), "features")
     y = _as_float32(_npy_array(lpath), str(lpath), "labels")
     _check_counts(x, y, str(fpath), str(lpath))
     return LoadedData(x, y, f"{fpath} + {lpath}", str(lpath), "index {index}")
@@ -338,7 +361,8 @@ def _kind_or_raise(path) -> str:
     return kind
 
 
-def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y") -> LoadedData:
+def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y",
+              memory_map=False) -> LoadedData:
     """Read features and labels from a data file, choosing the reader by the file name.
 
     Args:
@@ -346,6 +370,8 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
         labels: the labels file for a ``.npy`` or IDX features file.
         target: the CSV target column (default the last column).
         x_key, y_key: the array names inside an ``.npz`` archive.
+        memory_map: for a ``.npy`` features file, see :func:`load_npy_pair` (``True`` is an
+            error for other kinds of file; ``"auto"`` leaves them alone).
 
     Example:
         >>> data = load_file("iris.csv", target="label")             # doctest: +SKIP
@@ -357,6 +383,9 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
         raise DataError(f"`target` names a CSV column, but this is a .{kind} file", str(path))
     if labels is not None and kind in ("csv", "npz"):
         raise DataError(f"a .{kind} file holds its own labels; `labels` is for .npy and IDX files", str(path))
+    if memory_map is True and kind != "npy":
+        raise DataError(f"`memory_map: true` maps .npy features files, but this is a{'n' if kind in 'idx' else ''} "
+                        f".{kind} file (use `auto` or `false`, or save the features with np.save)", str(path))
     if kind == "csv":
         x, y, names, target_name, t = _load_csv(path, target)
         return LoadedData(x, y, str(path), str(path), f"row {{row}}, column {t + 1} ('{target_name}')",
@@ -366,7 +395,7 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
     if kind == "npy":
         if labels is None:
             raise DataError("a .npy features file needs `labels`: the path of the labels .npy file", str(path))
-        return load_npy_pair(path, labels)
+        return load_npy_pair(path, labels, memory_map=memory_map)
     return load_idx(path, labels)
 
 

@@ -134,7 +134,8 @@ def build(cfg, with_data: bool = True) -> Parts:
         data = prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
                             x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
                             validation_split=d.validation_split, test_split=d.test_split,
-                            normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units))
+                            normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units),
+                            memory_map=d.memory_map)
     except LabelError as err:  # say which part of the config sets the number of classes
         raise cfg.error(_last_units_path(cfg), f"the model has {units} outputs, but {err}") from None
     check_fit(cfg, model, loss, data, units)

@@ -65,6 +65,7 @@ class DataConfig(_Section):
     normalize: Literal["none", "standard", "minmax"] = "none"  # feature scaling fitted on training rows
     batch_size: _Count = 32  # samples per training step
     shuffle: bool = True  # reshuffle the training samples every epoch
+    memory_map: bool | Literal["auto"] = "auto"  # .npy features: read batches from a map (auto: files >= 256 MB)
 
 
 class EarlyStoppingConfig(_Section):
