@@ -19,6 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nncli.errors import NncliError
+from nncli.render_data import render_data
 from nncli.render import (
     TrainProgress,
     grad_json,
@@ -165,6 +166,24 @@ def check(
     report = check_config(config, set_ or [])
     render_check(report)
     return 0 if report.ok else 1
+
+
+@_command()
+def data(
+    config: Annotated[str, typer.Argument(help="The YAML config file whose data to load.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+) -> int:
+    """Load a config's data as train would and show it: parts, shapes, classes, feature ranges, time, memory."""
+    from nncli.train.datainfo import data_report
+
+    report = data_report(config, set_ or [])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_data(report)
+    return 0
 
 
 @_command()

@@ -135,6 +135,7 @@ class PreparedData:
     input_shape: tuple[int, ...] = ()
     feature_names: list[str] | None = None
     mapped: MappedArray | None = None
+    raw: np.ndarray | MappedSamples | None = None  # every sample as loaded (keep_raw=True), in file order
 
 
 def _check_labels(y: np.ndarray, num_classes: int, where, source_desc: str) -> np.ndarray:
@@ -191,7 +192,7 @@ def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise,
 
 def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y_key="y", samples=None,
                  noise=None, validation_split=0.2, test_split=0.0, normalize="none", seed=0,
-                 num_classes=None, memory_map=False) -> PreparedData:
+                 num_classes=None, memory_map=False, keep_raw=False) -> PreparedData:
     """Load a data source, check its labels, split it (seeded) and normalize it.
 
     Args:
@@ -205,6 +206,7 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
         memory_map: for a ``.npy`` features file: ``True`` reads samples from a memory map as
             they are needed (for data larger than memory), ``"auto"`` does so for files of at least
             ``MMAP_AUTO_BYTES``, ``False`` reads the file into memory. Same batches either way.
+        keep_raw: also keep every sample as loaded, before splitting and normalizing, in ``raw``.
 
     Example:
         >>> data = prepare_data(source="iris", normalize="standard", num_classes=3)
@@ -254,4 +256,6 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
 
     return PreparedData(x_train, labels_of(train), x_val, labels_of(val), x_test, labels_of(test), normalizer,
                         num_features=int(np.prod(sample_shape)), num_classes=num_classes, source_desc=desc,
-                        input_shape=sample_shape, feature_names=names, mapped=mapped)
+                        input_shape=sample_shape, feature_names=names, mapped=mapped,
+                        raw=(MappedSamples(mapped, np.arange(len(mapped)), None, sample_shape) if mapped is not None
+                             else x) if keep_raw else None)

@@ -124,9 +124,18 @@ def build(cfg, with_data: bool = True) -> Parts:
     except (TypeError, ValueError) as err:
         raise cfg.error("model", f"the model cannot be built: {err}") from None
     parts = Parts(model, loss, optimizer, metrics)
-    if not with_data:
-        return parts
+    if with_data:
+        parts.data = build_data(cfg, parts)
+    return parts
+
+
+def build_data(cfg, parts: Parts, keep_raw: bool = False) -> PreparedData:
+    """The config's data, prepared for the built model and loss (checked against both).
+
+    ``keep_raw`` keeps the samples as loaded too (see :func:`~nncli.data.prepare_data`).
+    """
     d = cfg.data
+    model, loss = parts.model, parts.loss
     source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
     labels = str(cfg.resolve_path(d.labels)) if d.labels else None
     units = output_units(model)
@@ -135,12 +144,11 @@ def build(cfg, with_data: bool = True) -> Parts:
                             x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
                             validation_split=d.validation_split, test_split=d.test_split,
                             normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units),
-                            memory_map=d.memory_map)
+                            memory_map=d.memory_map, keep_raw=keep_raw)
     except LabelError as err:  # say which part of the config sets the number of classes
         raise cfg.error(_last_units_path(cfg), f"the model has {units} outputs, but {err}") from None
     check_fit(cfg, model, loss, data, units)
-    parts.data = data
-    return parts
+    return data
 
 
 def _last_units_path(cfg) -> str:
