@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nncli.errors import NncliError
-from nncli.render_data import render_data
+from nncli.render_data import render_data, render_export
 from nncli.render import (
     TrainProgress,
     grad_json,
@@ -285,6 +285,32 @@ def predict(
     else:
         cols = preds.columns if len(preds.columns) <= 4 else [*preds.columns[:2], "...", preds.columns[-1]]
         typer.echo(f"wrote {len(preds.values)} predictions ({', '.join(cols)}) to {out}")
+    return 0
+
+
+class _Format(str, Enum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+
+
+@_command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    format_: Annotated[_Format, typer.Option(
+        "--format", help="onnx: the model with its input normalization, for onnxruntime and other runtimes; "
+                         "safetensors: the weights alone, named as a torch.nn.Sequential holds them.")],
+    checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
+    out: Annotated[Optional[str], typer.Option(
+        metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+) -> int:
+    """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
+
+    Exit code 2 when a layer has no counterpart in the format (it is named), or on bad input.
+    """
+    from nncli.train.export import export_run
+
+    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out))
     return 0
 
 

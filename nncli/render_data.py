@@ -62,3 +62,25 @@ def render_data(report: dict) -> None:
     approx = "" if report["peak_memory_exact"] else " (at most; the peak could not be reset)"
     console.print(f"loaded in {report['load_seconds']:.2f} s; peak memory {_mb(report['peak_memory_bytes'])} above "
                   f"the interpreter's{approx};\narrays held for training {_mb(report['held_bytes'])}")
+
+
+def render_export(result) -> None:
+    """What ``nncli export`` prints: the file, what it holds, and its inputs and outputs."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    epoch = f" (epoch {result.epoch})" if result.epoch is not None else ""
+    console.print(f"wrote [bold]{escape(str(result.path))}[/]: run {escape(result.run_id)}, {result.checkpoint} "
+                  f"checkpoint{epoch}, {result.layers} layers, {result.weights:,} weights")
+    if result.format == "onnx":
+        console.print(f"ONNX opset {result.details['opset']}; input normalization ({result.normalize}) inside the "
+                      "graph: give raw features, as to nncli predict")
+        for kind, values in (("input", result.inputs), ("output", result.outputs)):
+            for name, dims, dtype in values:
+                console.print(f"  {kind:6s} {name:13s} {dtype} {dims}")
+        return
+    console.print(f"PyTorch names and layouts (torch.nn.Sequential); input normalization ({result.normalize}) "
+                  "and the torch module list are in the metadata")
+    for name, dims, dtype in result.inputs:
+        console.print(f"  {name:22s} {dtype} {dims}")
