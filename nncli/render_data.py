@@ -7,7 +7,7 @@ SHOWN_CLASSES = 20  # class rows printed before "... N more"
 
 
 def _mb(n: float) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
 
 
 def _g(x: float) -> str:
@@ -71,16 +71,16 @@ def render_export(result) -> None:
 
     console = Console(highlight=False)
     epoch = f" (epoch {result.epoch})" if result.epoch is not None else ""
-    console.print(f"wrote [bold]{escape(str(result.path))}[/]: run {escape(result.run_id)}, {result.checkpoint} "
-                  f"checkpoint{epoch}, {result.layers} layers, {result.weights:,} weights")
+    console.print(f"wrote [bold]{escape(str(result.path))}[/]")
+    console.print(f"{result.checkpoint} checkpoint{epoch}, {result.layers} layers, {result.weights:,} weights")
     if result.format == "onnx":
-        console.print(f"ONNX opset {result.details['opset']}; input normalization ({result.normalize}) inside the "
-                      "graph: give raw features, as to nncli predict")
+        console.print(f"ONNX opset {result.details['opset']}; normalization ({result.normalize}) inside: "
+                      "raw features in, as for predict")
         for kind, values in (("input", result.inputs), ("output", result.outputs)):
             for name, dims, dtype in values:
                 console.print(f"  {kind:6s} {name:13s} {dtype} {dims}")
         return
-    console.print(f"PyTorch names and layouts (torch.nn.Sequential); input normalization ({result.normalize}) "
-                  "and the torch module list are in the metadata")
+    console.print("torch.nn.Sequential names and layouts")
+    console.print(f"metadata: the torch modules, the input normalization ({result.normalize})")
     for name, dims, dtype in result.inputs:
         console.print(f"  {name:22s} {dtype} {dims}")
