@@ -287,9 +287,10 @@ def _arrow_fill(path: Path, ncols: int, columns: list[int], out: np.ndarray, par
                     done = filled == part.stop_row
         except (pa.ArrowException, ValueError, OSError):
             pass  # the python reader says what is wrong from here
-        result.extend((filled, done))
+        finally:  # whatever stopped the thread, the python reader takes over from here
+            result[:] = [filled, done]
 
-    results = [[] for _ in parts]
+    results = [[part.row, False] for part in parts]
     threads = [threading.Thread(target=read, args=(part, res), daemon=True) for part, res in zip(parts, results)]
     for thread in threads:
         thread.start()
