@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from nncli.errors import RunError
+from nncli.train import faults
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHECKPOINTS = ("last", "best")
@@ -94,10 +95,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            faults.write_stage(path.name, "open")
+            f.write(data[: len(data) // 2])
+            f.flush()
+            faults.write_stage(path.name, "half")
+            f.write(data[len(data) // 2:])
             f.flush()
             os.fsync(f.fileno())
+            faults.write_stage(path.name, "synced")
         os.replace(tmp, path)
+        faults.write_stage(path.name, "renamed")
     except BaseException:
         try:
             os.unlink(tmp)

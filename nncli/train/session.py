@@ -21,6 +21,7 @@ import numpy as np
 from nncli import __version__, nn
 from nncli.data import NDArrayDataset
 from nncli.errors import RunError
+from nncli.train import faults
 from nncli.train.build import Parts, build, output_units, prepare_targets
 from nncli.train.config import Config, load_config
 from nncli.train.loop import Callback, EarlyStopping, NonFiniteLoss, Trainer, TrainState
@@ -183,6 +184,13 @@ def deferred_interrupt(trainer: Trainer):
         signal.signal(signal.SIGINT, previous)
 
 
+class _Faults(Callback):
+    """The test hook of :mod:`nncli.train.faults` at batch boundaries."""
+
+    def on_batch_end(self, trainer, epoch, batch, logs):
+        faults.batch_done(lambda: trainer.stop_requested)
+
+
 def metric_columns(cfg: Config, has_validation: bool) -> list[str]:
     cols = ["epoch", "loss"] + (["val_loss"] if has_validation else [])
     for name in cfg.train.metrics:
@@ -253,6 +261,8 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         info.update(epochs=cfg.train.epochs, resumed=info.get("resumed", []) + [_now()])
     recorder = RunRecorder(run, info, columns)
     trainer.callbacks.insert(0, recorder)
+    if faults.active():
+        trainer.callbacks.append(_Faults())
     try:
         # A non-finite loss is detected and reported by the trainer; numpy's own warnings
         # about overflow on the way there would only be noise.
