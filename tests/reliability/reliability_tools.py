@@ -85,18 +85,24 @@ def one_message(stderr: str) -> bool:
     return stderr.startswith("error: ") and sum(line.startswith("error:") for line in stderr.splitlines()) == 1
 
 
-def _limit_memory() -> None:  # runs in the child before exec
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+def _limit_memory(limit: int = MEMORY_LIMIT_BYTES):
+    def apply() -> None:  # runs in the child before exec
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
 
 
 def cli_process(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 120,
-                limit_memory: bool = False) -> subprocess.CompletedProcess:
-    """Run ``python -m nncli.cli ARGS`` as a real process; ``.seconds`` is its wall time."""
+                limit_memory: bool | int = False) -> subprocess.CompletedProcess:
+    """Run ``python -m nncli.cli ARGS`` as a real process; ``.seconds`` is its wall time.
+
+    ``limit_memory``: cap its address space (True: at MEMORY_LIMIT_BYTES; a number: at that many bytes).
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nncli.cli", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_limit_memory if limit_memory else None)
+                          preexec_fn=_limit_memory(MEMORY_LIMIT_BYTES if limit_memory is True else limit_memory)
+                          if limit_memory else None)
     proc.seconds = time.perf_counter() - start
     return proc
 
@@ -106,3 +112,34 @@ def popen_cli(*args, cwd: Path | None = None, env: dict | None = None) -> subpro
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "nncli.cli", *map(str, args)], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, limit: float = 300.0) -> None:
+    """Poll until ``condition()`` holds; fail if ``proc`` ends first. ``limit`` only stops a hung test."""
+    end = time.monotonic() + limit
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the process ended (code {proc.returncode}) before {what}:\n{err}")
+        if time.monotonic() > end:
+            proc.kill()
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def faults_env(tmp_path: Path, rules: str) -> tuple[dict, Path]:
+    """The environment that sets the test hook ``NNCLI_FAULTS`` (see nncli/train/faults.py) and its ready file."""
+    ready = tmp_path / f"ready-{time.monotonic_ns()}"
+    return {"NNCLI_FAULTS": rules, "NNCLI_FAULTS_READY": str(ready)}, ready
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (links as their target text), for 'nothing changed' checks."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[key] = b"-> " + os.readlink(path).encode()
+        elif path.is_file():
+            out[key] = path.read_bytes()
+    return out
