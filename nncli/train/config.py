@@ -174,12 +174,14 @@ class Config:
         return isinstance(other, Config) and self.to_dict() == other.to_dict()
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Iterable[str] = (), import_plugins: bool = True) -> Config:
     """Read, override and validate a YAML config file.
 
     Args:
         path: the config file; relative data and plugin paths start from its folder.
         overrides: ``KEY=VALUE`` strings as given to ``--set``, applied in order.
+        import_plugins: import the files and modules under ``plugins:`` (False for a config that
+            only is to be read, such as a run folder's: its plugins are listed but never run).
 
     Raises:
         ConfigError: listing every problem, one per line, each with ``file:line:col``.
@@ -188,7 +190,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     """
     path = Path(path)
     data, locator, problems = read_yaml(path)
-    return _build(data, locator, problems, overrides, path, path.resolve().parent)
+    return _build(data, locator, problems, overrides, path, path.resolve().parent, import_plugins)
 
 
 def config_from_dict(data: dict, source: str = "<dict>", overrides: Iterable[str] = (),
@@ -203,7 +205,7 @@ def config_from_dict(data: dict, source: str = "<dict>", overrides: Iterable[str
 
 
 def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iterable[str],
-           path: Path | None, base_dir: Path) -> Config:
+           path: Path | None, base_dir: Path, import_plugins: bool = True) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
                           f"optimizer, found {describe(data)}")
@@ -211,7 +213,7 @@ def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iter
     check = Checker(locator, problems)
     top = check.section(_TopLevel, data, ())
     plugins = data.get("plugins")
-    for i, entry in enumerate(plugins if isinstance(plugins, list) else []):
+    for i, entry in enumerate(plugins if isinstance(plugins, list) and import_plugins else []):
         if isinstance(entry, str):
             problem = _import_plugin(entry, base_dir, path)
             if problem:

@@ -134,10 +134,15 @@ def faults_env(tmp_path: Path, rules: str) -> tuple[dict, Path]:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (links as their target text), for 'nothing changed' checks."""
+    """Every file under ``folder`` (links as their target text), for 'nothing changed' checks.
+
+    run.lock is left out: it names the last process that took the lock, not anything of the run.
+    """
     out = {}
     for path in sorted(folder.rglob("*")):
         key = str(path.relative_to(folder))
+        if key == "run.lock":
+            continue
         if path.is_symlink():
             out[key] = b"-> " + os.readlink(path).encode()
         elif path.is_file():

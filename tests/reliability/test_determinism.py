@@ -55,7 +55,7 @@ def _weights(run: Path) -> dict[str, np.ndarray]:
     out = {}
     for name in ("last", "best"):
         tensors, meta = load_checkpoint(run / f"checkpoints/{name}.safetensors")
-        out.update({f"{name}/{k}": v for k, v in tensors.items()})
+        out.update({f"{name}/{k}": v for k, v in tensors.items() if k != "run/history"})  # has time_s
         out[f"{name}/rng"] = np.array(str(meta["rng"]) + str(meta["data_rng"]))  # the RNG states too
     return out
 
