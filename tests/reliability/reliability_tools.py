@@ -110,8 +110,24 @@ def cli_process(*args, cwd: Path | None = None, env: dict | None = None, timeout
 def popen_cli(*args, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
     """Start ``python -m nncli.cli ARGS`` without waiting (for the kill tests)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "nncli.cli", *map(str, args)], cwd=cwd, env=full_env,
+    proc = subprocess.Popen([sys.executable, "-m", "nncli.cli", *map(str, args)], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(proc)
+    return proc
+
+
+STARTED: list[subprocess.Popen] = []  # killed after each test, so a failed test leaves no paused process
+
+
+def kill_started() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str, limit: float = 300.0) -> None:
