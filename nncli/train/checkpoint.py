@@ -18,7 +18,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -237,6 +237,7 @@ class TrainStateSchema(BaseModel):
     es_best: float | None
     wait: _Count
     sums: dict[str, Annotated[float, Field(allow_inf_nan=True)]]
+    metric_states: dict[str, dict[str, Any]] = {}  # each metric's get_state(): numbers and lists of them
     seen: _Count
     epoch_time: Annotated[float, Field(ge=0)]
     epoch_data_state: RngState | None
@@ -269,7 +270,8 @@ def check_metadata(meta: dict, path: Path, batches: int, history: np.ndarray | N
         raise RunError(f"checkpoint {path} has a bad metadata value at {where}: {first['msg']} "
                        f"(found {first.get('input')!r:.60}); it was not loaded") from None
     st = checked.trainer
-    problems = []
+    problems = [f"metric state {name}.{key} holds {str(value)[:40]!r}, expected finite numbers"
+                for name, state in st.metric_states.items() for key, value in state.items() if not _numbers(value)]
     if (st.epoch, st.step) != (checked.epoch, checked.step):
         problems.append(f"its trainer state is at epoch {st.epoch}, step {st.step}, its header at "
                         f"epoch {checked.epoch}, step {checked.step}")
@@ -284,6 +286,15 @@ def check_metadata(meta: dict, path: Path, batches: int, history: np.ndarray | N
     if problems:
         raise RunError(f"checkpoint {path} contradicts itself ({'; '.join(problems)}); it was not loaded")
     return checked
+
+
+def _numbers(value, depth: int = 0) -> bool:
+    """A finite number, or a (nested, bounded) list of them: what a metric's state is made of."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value) and abs(value) < 2**63
+    return isinstance(value, list) and depth < 4 and len(value) <= 10**6 and all(_numbers(v, depth + 1) for v in value)
 
 
 def check_finite(tensors: dict[str, np.ndarray], path: Path) -> None:

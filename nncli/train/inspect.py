@@ -146,11 +146,12 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
 
 
 def _listed_plugins(config_path: Path) -> list[str]:
-    """The ``plugins:`` entries of a saved config, read (with the bounded safe reader), never imported."""
-    from nncli.train.yamlio import read_yaml
+    """The ``plugins:`` entries of a saved config (its ``base:`` files included), read, never imported."""
+    from nncli.train.config.pipeline import resolve
+    from nncli.train.config.reader import read_document
 
-    data, _, problems = read_yaml(config_path)
-    plugins = data.get("plugins") if isinstance(data, dict) and not problems else None
+    doc = resolve(read_document(config_path), import_plugins=False)
+    plugins = doc.data.get("plugins") if isinstance(doc.data, dict) else None
     return [str(p) for p in plugins] if isinstance(plugins, list) else []
 
 

@@ -84,7 +84,14 @@ def restore_checkpoint(path: Path, trainer: Trainer, columns: list[str]) -> dict
     if check_iterations(opt_state["iterations"], path) != checked.step:
         raise RunError(f"checkpoint {path}: the optimizer took {int(opt_state['iterations'])} steps, the trainer "
                        f"{checked.step}; it was not loaded")
+    unknown = sorted(set(checked.trainer.metric_states) - set(trainer.metrics))
+    if unknown:
+        raise RunError(f"checkpoint {path} has states of metrics this run does not log ({', '.join(unknown)}); "
+                       "it was not loaded")
     try:
+        for name, state in checked.trainer.metric_states.items():  # tried now, applied by the trainer
+            trainer.metrics[name].set_state(state)
+            trainer.metrics[name].reset_state()
         trainer.model.load_named_weights(weights, source=str(path))
         trainer.optimizer.set_state(opt_state)
         trainer.state = TrainState.from_dict(checked.trainer.model_dump())
