@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -19,9 +21,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nncli.errors import NncliError
+from nncli.render_data import render_data, render_export
 from nncli.render import (
     TrainProgress,
     grad_json,
+    interrupt_message,
     render_check,
     render_config,
     render_entries,
@@ -97,14 +101,35 @@ def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., 
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(err.exit_code) from None
             except KeyboardInterrupt:
-                typer.echo("interrupted", err=True)
+                _say("interrupted")
                 raise typer.Exit(130) from None
+            except BrokenPipeError:  # `nncli runs | head -1`: the reader has what it wanted
+                _silence_stdout()
+                raise typer.Exit(141) from None
             if code:
                 raise typer.Exit(code)
 
         return app.command(name, **kwargs)(run)
 
     return register
+
+
+def _say(message: str) -> None:
+    """A line on stderr; a terminal that is gone (SIGHUP) is no reason for a traceback."""
+    try:
+        typer.echo(message, err=True)
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more (not even Python's final flush) fails on it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 class _Dtype(str, Enum):
@@ -155,13 +180,14 @@ def train(
 ) -> int:
     """Train a model from a config; write runs/<run-id>/ (config, metrics, checkpoints, plot).
 
-    Exit code 0 when training ends (completed or stopped early), 1 when the loss
-    became NaN or infinite, 2 on bad input, 130 when interrupted (resume with --resume).
+    Exit code 0 when training ends (completed or stopped early), 1 when the loss became NaN or
+    infinite, 2 on bad input; stopped by a signal it saves at the next batch boundary and exits
+    with 128 + the signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 a closed stdout): resume it
+    with --resume.
     """
-    import sys
-
-    from nncli.train.session import TrainingFailed
+    from nncli.train.session import TrainingFailed, TrainingInterrupted
     from nncli.train.session import train as train_run
+    from nncli.train.signals import exit_code
 
     progress = TrainProgress(quiet)
     try:
@@ -169,16 +195,24 @@ def train(
                            callbacks=[progress], argv=["nncli", *sys.argv[1:]])
     except TrainingFailed as err:
         progress.close()
-        typer.echo(f"error: {err}", err=True)
+        _say(f"error: {err}")
         return 1
-    except KeyboardInterrupt:
+    except TrainingInterrupted as stop:
         progress.close()
-        run = progress.run_path
-        where = f"; resume with: nncli train {config} --resume {run.name}" if run is not None else ""
-        typer.echo(f"interrupted: the run was saved{where}", err=True)
+        _say(interrupt_message(stop, config))
+        return exit_code(stop.signum)
+    except KeyboardInterrupt:  # before the run folder existed: nothing to save
+        progress.close()
+        _say("interrupted before training started; nothing was written")
         return 130
     progress.close()
-    render_train(result, quiet)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    try:
+        render_train(result, quiet)
+    except BrokenPipeError:  # the run is complete; only its summary had nowhere to go
+        _silence_stdout()
+        return 141
     return 0
 
 
@@ -235,6 +269,24 @@ def config_(
 
 
 @_command()
+def data(
+    config: Annotated[str, typer.Argument(help="The YAML config file whose data to load.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+) -> int:
+    """Load a config's data as train would and show it: parts, shapes, classes, feature ranges, time, memory."""
+    from nncli.train.datainfo import data_report
+
+    report = data_report(config, set_ or [])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_data(report)
+    return 0
+
+
+@_command()
 def layers(
     name: Annotated[Optional[str], typer.Argument(
         metavar="NAME", help="One entry to describe (default: list them all).")] = None,
@@ -256,6 +308,8 @@ class _Checkpoint(str, Enum):
 
 _RUNS_DIR_HELP = "Folder holding the run folders (a run may also be named by its folder's path)."
 _CHECKPOINT_HELP = "Which checkpoint's weights to use: the best epoch's or the last one's."
+_TRUST_HELP = ("Import the plugins the run's config.yaml lists: Python code that runs with your rights. "
+               "Only for run folders you trust.")
 
 
 @_command()
@@ -303,11 +357,18 @@ def eval_(
                              "config).")] = None,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    allow_changed_data: Annotated[bool, typer.Option(
+        "--allow-changed-data", help="Score the validation part even if the run's data has changed since it was "
+                                     "trained (a warning instead of an error).")] = False,
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
     from nncli.train.inspect import evaluate_run
 
-    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data)
+    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data,
+                          allow_changed_data=allow_changed_data, trust_plugins=trust_plugins)
+    for warning in result["warnings"]:
+        _say(f"warning: {warning}")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -324,16 +385,46 @@ def predict(
         metavar="FILE", help="Write the CSV here (default: standard output).")] = None,
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Predict with a run's model: class and probabilities (classification) or values, as CSV."""
     from nncli.train.inspect import predict_run
 
-    preds = predict_run(runs_dir, run_id, input_path, out=out, checkpoint=checkpoint.value)
+    preds = predict_run(runs_dir, run_id, input_path, out=out, checkpoint=checkpoint.value,
+                        trust_plugins=trust_plugins)
     if out is None:
         typer.echo(preds.to_csv(), nl=False)
     else:
         cols = preds.columns if len(preds.columns) <= 4 else [*preds.columns[:2], "...", preds.columns[-1]]
         typer.echo(f"wrote {len(preds.values)} predictions ({', '.join(cols)}) to {out}")
+    return 0
+
+
+class _Format(str, Enum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+
+
+@_command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    format_: Annotated[_Format, typer.Option(
+        "--format", help="onnx: the model with its input normalization, for onnxruntime and other runtimes; "
+                         "safetensors: the weights alone, named as a torch.nn.Sequential holds them.")],
+    checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
+    out: Annotated[Optional[str], typer.Option(
+        metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
+) -> int:
+    """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
+
+    Exit code 2 when a layer has no counterpart in the format (it is named), or on bad input.
+    """
+    from nncli.train.export import export_run
+
+    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out,
+                             trust_plugins=trust_plugins))
     return 0
 
 
