@@ -85,6 +85,7 @@ class Optimizer:
         self._slots: list[dict[str, np.ndarray]] | None = None  # per parameter position
         self._shapes: list[tuple] | None = None  # the parameter shapes the slots were made for
         self._scratch: list[np.ndarray] = []   # one work buffer per parameter
+        self._flat: dict[str, np.ndarray] | None = None  # the slots and work buffers as flat arrays
         self._clipped: list[np.ndarray] = []   # clipped gradients, when clipping is on
 
     # -- learning rate ------------------------------------------------------------
@@ -166,6 +167,32 @@ class Optimizer:
             self._scratch = [np.empty(p.shape, p.dtype) for p in params]
             clipping = self.clipnorm or self.clipvalue or self.global_clipnorm
             self._clipped = [np.empty(p.shape, p.dtype) for p in params] if clipping else []
+            self._pack(params)
+
+    def _pack(self, params) -> None:
+        """Each slot and the work buffers as views of one flat array (parameters in order), so
+        that an update of all parameters can be a few numpy calls over the whole buffer (the
+        multi-tensor update of PyTorch's foreach/fused optimizers). Only when every parameter has
+        the same dtype; ``self._flat`` maps ``""`` (work) and each slot name to its flat array."""
+        self._flat = None
+        dtypes = {np.dtype(p.dtype) for p in params}
+        if len(dtypes) != 1:
+            return
+        dtype = dtypes.pop()
+        bounds = np.cumsum([0] + [math.prod(p.shape) for p in params]).tolist()
+
+        def views(flat):
+            return [flat[a:b].reshape(p.shape) for a, b, p in zip(bounds, bounds[1:], params)]
+
+        work = np.empty(bounds[-1], dtype)
+        self._scratch = views(work)
+        flat = {"": work}
+        for name in self.slot_names:
+            flat[name] = np.empty(bounds[-1], dtype)
+            for slots, view in zip(self._slots, views(flat[name])):
+                view[...] = slots[name]
+                slots[name] = view
+        self._flat = flat
 
     def _init_slot(self, name: str, shape, dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
@@ -323,6 +350,39 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.amsgrad = bool(amsgrad)
         self.slot_names = ("m", "v", "vhat") if self.amsgrad else ("m", "v")
+
+    def _apply(self, arrays, indices, grads) -> None:
+        """All parameters at once when the slots are flat (``_pack``) and every parameter has a
+        gradient: the per-parameter steps' numpy calls, each over the whole flat buffer where it
+        needs no gradient or parameter (the same elementwise operations: the same bits)."""
+        flat = self._flat
+        if flat is None or len(indices) != len(self._slots) or type(self)._step is not Adam._step:
+            return super()._apply(arrays, indices, grads)  # a subclass's own step (AdamW) runs per parameter
+        dtype = flat[""].dtype
+        grads = self._clip(indices, [g if g.dtype == dtype else g.astype(dtype) for g in grads])
+        t = self.iterations + 1
+        b1, b2 = self.beta_1, self.beta_2
+        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        work, m, v = flat[""], flat["m"], flat["v"]
+        parts = self._scratch
+        for g, w, slots in zip(grads, parts, self._slots):
+            np.subtract(g, slots["m"], out=w)
+        work *= 1.0 - b1
+        m += work
+        for g, w in zip(grads, parts):
+            np.square(g, out=w)
+        work -= v
+        work *= 1.0 - b2
+        v += work
+        if self.amsgrad:
+            v = np.maximum(flat["vhat"], v, out=flat["vhat"])
+        np.sqrt(v, out=work)
+        work += self.epsilon
+        np.divide(m, work, out=work)
+        work *= alpha
+        for p, w in zip(arrays, parts):
+            p -= w
+        self.iterations = t
 
     def _step(self, p, g, slots, work, lr, t):
         b1, b2 = self.beta_1, self.beta_2
