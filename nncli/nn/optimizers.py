@@ -151,10 +151,10 @@ class Optimizer:
         """Create the slots for ``params`` (done by the first update), or check they still fit."""
         shapes = [tuple(p.shape) for p in params]
         if self._shapes is None:
-            if self._slots is None:
-                self._slots = [{n: self._init_slot(n, p.shape, p.dtype) for n in self.slot_names}
-                               for p in params]
-            self._shapes = [next(iter(s.values())).shape for s in self._slots] if self.slot_names else shapes
+            if self._slots is None:  # made by _pack below, straight into its flat buffers
+                self._slots = [{} for _ in params]
+                self._scratch = []
+            self._shapes = [next(iter(s.values())).shape for s in self._slots] if all(self._slots) else shapes
         if shapes != self._shapes:
             raise ValueError(
                 f"this optimizer holds state for {len(self._shapes)} parameters of shapes {self._shapes}, "
@@ -164,35 +164,48 @@ class Optimizer:
                 for n, arr in slots.items():
                     if arr.dtype != p.dtype:
                         slots[n] = arr.astype(p.dtype)
-            self._scratch = [np.empty(p.shape, p.dtype) for p in params]
             clipping = self.clipnorm or self.clipvalue or self.global_clipnorm
             self._clipped = [np.empty(p.shape, p.dtype) for p in params] if clipping else []
-            self._pack(params)
+            if not self._pack(params):
+                for slots, p in zip(self._slots, params):
+                    for n in self.slot_names:
+                        if n not in slots:
+                            slots[n] = self._init_slot(n, p.shape, p.dtype)
+                self._scratch = [np.empty(p.shape, p.dtype) for p in params]
 
-    def _pack(self, params) -> None:
+    def _pack(self, params) -> bool:
         """Each slot and the work buffers as views of one flat array (parameters in order), so
         that an update of all parameters can be a few numpy calls over the whole buffer (the
         multi-tensor update of PyTorch's foreach/fused optimizers). Only when every parameter has
-        the same dtype; ``self._flat`` maps ``""`` (work) and each slot name to its flat array."""
+        the same dtype; ``self._flat`` maps ``""`` (work) and each slot name to its flat array.
+        Returns whether it packed; each slot's per-parameter arrays are let go as they are copied."""
         self._flat = None
         dtypes = {np.dtype(p.dtype) for p in params}
         if len(dtypes) != 1:
-            return
+            return False
         dtype = dtypes.pop()
         bounds = np.cumsum([0] + [math.prod(p.shape) for p in params]).tolist()
 
         def views(flat):
             return [flat[a:b].reshape(p.shape) for a, b, p in zip(bounds, bounds[1:], params)]
 
+        self._scratch = []
         work = np.empty(bounds[-1], dtype)
         self._scratch = views(work)
         flat = {"": work}
         for name in self.slot_names:
             flat[name] = np.empty(bounds[-1], dtype)
-            for slots, view in zip(self._slots, views(flat[name])):
-                view[...] = slots[name]
+            zeros = type(self)._init_slot is Optimizer._init_slot
+            for slots, view, p in zip(self._slots, views(flat[name]), params):
+                if name in slots:
+                    view[...] = slots[name]
+                elif zeros:  # no temporary array of the parameter's size
+                    view.fill(0)
+                else:
+                    view[...] = self._init_slot(name, p.shape, p.dtype)
                 slots[name] = view
         self._flat = flat
+        return True
 
     def _init_slot(self, name: str, shape, dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
