@@ -1,12 +1,12 @@
 import gzip
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nncli.data.builtin as builtin
+from nncli.data import csvfile
 from nncli.data import load_csv, load_file, load_inputs
 from nncli.errors import DataError
 
@@ -91,15 +91,40 @@ def test_csv_unknown_target_lists_columns_and_closest(tmp_path):
     raises(["d.csv", "'labels'", "Did you mean 'label'?", "a, b, label"], load_csv, path, target="labels")
 
 
-def test_digits_csv_loads_fast():
-    path = builtin._FILES / "digits.csv"
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        x, _, _, _ = load_csv(path)
-        best = min(best, time.perf_counter() - start)
+def _spy(monkeypatch, module, name):
+    """Record the calls of ``module.name`` (still calling it)."""
+    calls, real = [], getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+@pytest.mark.skipif(not csvfile.arrow_available(), reason="pyarrow is not installed")
+def test_digits_csv_loads_on_the_fast_path_with_pyarrow(monkeypatch):
+    # How fast is for benchmarks/csv_load.py; what a test can see is which path read the file:
+    # the arrow reader, whole, with no hand-over to the python reader and no cell-by-cell search.
+    fallback = _spy(monkeypatch, csvfile, "_python_fill")
+    x, y, names, target = load_csv(builtin._FILES / "digits.csv")
+    assert x.shape == (1797, 64) and x.dtype == np.float32 and y.shape == (1797,)
+    assert fallback == [], "the python reader had to take over from arrow"
+    monkeypatch.undo()
+    reference = load_csv(builtin._FILES / "digits.csv", engine="python")
+    np.testing.assert_array_equal(x, reference[0])
+    np.testing.assert_array_equal(y, reference[1])
+
+
+def test_digits_csv_loads_on_the_fast_path_without_pyarrow(monkeypatch):
+    # The python reader converts whole chunks of rows with numpy; per-cell work happens only to
+    # name a bad cell, which a clean file never needs.
+    chunks = _spy(monkeypatch, csvfile, "_convert")
+    searches = _spy(monkeypatch, csvfile, "_raise_bad_cell")
+    x, _, _, _ = load_csv(builtin._FILES / "digits.csv", engine="python")
     assert x.shape == (1797, 64)
-    assert best < 0.1, f"digits.csv took {best * 1000:.0f} ms"
+    assert len(chunks) == -(-1797 // (csvfile.PYTHON_CHUNK_CELLS // 65)) and searches == []
 
 
 # ---------------------------------------------------------------------------- npz / npy
