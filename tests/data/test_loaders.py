@@ -248,3 +248,57 @@ def test_load_inputs_selects_columns_by_name(tmp_path):
     raises(["new.csv", "'c'"], load_inputs, path, feature_names=["a", "c"])
     np.save(tmp_path / "x.npy", np.ones((2, 3)))
     assert load_inputs(Path(tmp_path / "x.npy")).shape == (2, 3)
+
+
+# ---------------------------------------------------------------------------- headerless files, positions, class names
+
+NO_HEADER = "1,2,0\n3.5,-4,1\n5,60,2\n"
+
+
+@pytest.mark.parametrize("target, x, y, names", [(None, [[1, 2], [3.5, -4], [5, 60]], [0, 1, 2], ["0", "1"]),
+                                                 (0, [[2, 0], [-4, 1], [60, 2]], [1, 3.5, 5], ["1", "2"]),
+                                                 (-2, [[1, 0], [3.5, 1], [5, 2]], [2, -4, 60], ["0", "2"]),
+                                                 ("1", [[1, 0], [3.5, 1], [5, 2]], [2, -4, 60], ["0", "2"])])
+def test_a_headerless_csv_keeps_every_row_and_takes_positions(tmp_path, target, x, y, names):
+    data = load_file(write(tmp_path, "d.csv", NO_HEADER), header=False, target=target)
+    assert data.x.tolist() == x and data.y.tolist() == y and data.feature_names == names
+    position = names and int(data.target_name)
+    assert data.label_where(0) == f"{tmp_path / 'd.csv'}: row 1, column {position + 1} (position {position})"
+
+
+def test_a_headerless_csv_read_as_if_it_had_a_header_is_refused(tmp_path):
+    raises(["d.csv", "line 1 looks like data", "(1, 2, 0)", "data.header: false"], load_file,
+           write(tmp_path, "d.csv", NO_HEADER))
+
+
+def test_a_target_position_past_the_columns(tmp_path):
+    raises(["target 3 is not a column position", "positions 0 to 2"], load_file,
+           write(tmp_path, "d.csv", NO_HEADER), header=False, target=3)
+    raises(["target 2019", "the column named '2019' is target: '2019'"], load_file,
+           write(tmp_path, "y.csv", "a,2019\n1,2\n"), target=2019)
+    assert load_file(write(tmp_path, "y.csv", "a,2019\n1,2\n"), target="2019").y.tolist() == [2]
+
+
+def test_a_text_target_is_class_names(tmp_path):
+    data = load_file(write(tmp_path, "d.csv", "a,b,species\n1,2,setosa\n3,4, virginica\n5,6,setosa\n7,8,versicolor\n"))
+    assert data.classes == ["setosa", "versicolor", "virginica"]
+    assert data.y.tolist() == [0, 2, 0, 1] and data.x.tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    assert data.label_where(1) == f"{tmp_path / 'd.csv'}: row 3, column 3 ('species')"
+
+
+def test_text_far_down_a_numeric_looking_target_is_class_names_too(tmp_path):
+    rows = [f"{i},{i % 2}" for i in range(500)]
+    rows[400] = "400,other"  # after the rows looked at first
+    data = load_file(write(tmp_path, "d.csv", "a,label\n" + "\n".join(rows) + "\n"))
+    assert data.classes == ["0", "1", "other"] and data.y[400] == 2 and data.y[:4].tolist() == [0, 1, 0, 1]
+
+
+def test_text_in_a_feature_column_is_still_a_bad_cell(tmp_path):
+    raises(["d.csv", "row 3, column 2 ('b'): expected a number, found 'red'"], load_file,
+           write(tmp_path, "d.csv", "a,b,kind\n1,2,cat\n3,red,dog\n"))
+
+
+def test_load_inputs_without_a_header_and_beside_a_text_target(tmp_path):
+    assert load_inputs(write(tmp_path, "n.csv", NO_HEADER), header=False).tolist()[0] == [1, 2, 0]
+    path = write(tmp_path, "t.csv", "a,b,species\n1,2,setosa\n3,4,virginica\n")
+    assert load_inputs(path, feature_names=["a", "b"]).tolist() == [[1, 2], [3, 4]]
