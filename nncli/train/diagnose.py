@@ -15,7 +15,7 @@ import numpy as np
 
 from nncli.errors import ConfigError
 
-__all__ = ["named_param", "check_loss_outputs", "label_problem"]
+__all__ = ["named_param", "check_loss_outputs", "label_problem", "class_names_problem"]
 
 MAX_SHOWN_CLASSES = 20  # a target with more distinct values than this (and than outputs) reads as regression
 
@@ -90,6 +90,22 @@ def label_problem(cfg, err, units: int, reload) -> ConfigError:
                                      + (", or set data.target to the column of class ids"
                                         if cfg.data.target is None else ""))
     return cfg.error(_last_layer(cfg), f"the model has {units} outputs, but {err}")
+
+
+def class_names_problem(cfg, err, kind: str | None) -> ConfigError:
+    """The error for a target of class names that the loss (a regression, a binary loss) or the model (too few
+    outputs) cannot take; ``kind`` is the loss's ``label_kind``."""
+    k, last, name = len(err.classes), _last_layer(cfg), cfg.loss["type"]
+    if kind == "binary":
+        return cfg.error("loss", f"{name} takes two classes, but {err.where}: {err.message}: for {k} classes use "
+                                 f"loss: {{type: SparseCategoricalCrossentropy, from_logits: true}} with {k} output "
+                                 f"units ({last})")
+    if err.num_classes is None:
+        return cfg.error("loss", f"{cfg.loss['type']} needs numbers as targets, but {err.where}: {err.message}: for "
+                                 f"{k} classes use loss: {{type: SparseCategoricalCrossentropy, from_logits: true}} "
+                                 f"with {k} output units ({last})")
+    return cfg.error(last, f"the model has {err.num_classes} outputs, but {err.where}: {err.message}; give {last} "
+                           f"units: {k}")
 
 
 def _label_column(raw, units: int) -> str | None:

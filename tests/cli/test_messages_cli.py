@@ -64,7 +64,7 @@ def test_early_stopping_on_val_loss_without_validation_is_refused(folder):
     message = error(cli("train", "cfg.yaml", "--set", "data.validation_split=0", "--set", "train.early_stopping=true",
                         "--runs-dir", "runs"))
     assert "train.early_stopping.monitor: expected a value logged without validation (loss), found 'val_loss'" in message
-    assert "set data.validation_split above 0, or monitor: loss" in message
+    assert "set data.validation_split above 0 (or data.validation to a file), or monitor: loss" in message
     ok = cli("train", "cfg.yaml", "--set", "data.validation_split=0", "--set", "train.early_stopping={monitor: loss}",
              "--runs-dir", "runs", "--run-id", "noval", "--quiet")
     assert ok.exit_code == 0, ok.output

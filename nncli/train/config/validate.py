@@ -42,6 +42,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
     top = check.section(TopLevel, {k: v for k, v in data.items() if k != "base"}, ())
     data_cfg = check.section(DataConfig, data["data"], ("data",)) if isinstance(data.get("data"), dict) else None
     if data_cfg is not None:
+        data_cfg = _check_parts(check, data_cfg, data["data"])
         _check_files(check, data_cfg, data["data"], doc)
     train = data.get("train")
     train_cfg = check.section(TrainConfig, train or {}, ("train",)) if isinstance(train, (dict, type(None))) else None
@@ -58,6 +59,23 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
     seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
     return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), doc.path, doc.base_dir,
                   locator)
+
+
+def _check_parts(check: Checker, cfg: DataConfig, raw: dict) -> DataConfig:
+    """A validation (test) file replaces the split: its default becomes 0, a split written beside it is refused.
+
+    Keras's ``validation_data`` likewise overrides ``validation_split``; refusing both written keeps
+    a config from saying two things.
+    """
+    for file_key, split_key in (("validation", "validation_split"), ("test", "test_split")):
+        if getattr(cfg, file_key) is None:
+            continue
+        if check.written(("data", split_key)) and getattr(cfg, split_key) > 0:
+            check.add(("data", split_key), f"expected either data.{file_key} (a file) or data.{split_key}, found "
+                                           f"both: the {file_key} samples come from {getattr(cfg, file_key)!r}; "
+                                           f"remove {split_key} (or set it to 0)")
+        cfg = cfg.model_copy(update={split_key: 0.0})
+    return cfg
 
 
 def _check_files(check: Checker, cfg: DataConfig, raw: dict, doc: Document) -> None:
@@ -138,8 +156,8 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
             found = f"{name!r}" + ("" if written else " (the default)")
             check.add(where if written else where[:-1],
                       f"expected a value logged without validation ({', '.join(logged)}), found {found}: "
-                      f"data.validation_split is 0, so nothing is validated; set data.validation_split above 0, "
-                      f"or monitor: {name[4:]}")
+                      f"data.validation_split is 0 and there is no data.validation file, so nothing is validated; "
+                      f"set data.validation_split above 0 (or data.validation to a file), or monitor: {name[4:]}")
         elif name not in logged:
             check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
     return cfg
