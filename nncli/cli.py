@@ -179,6 +179,8 @@ def train(
         typer.echo(f"interrupted: the run was saved{where}", err=True)
         return 130
     progress.close()
+    for warning in result.warnings:  # on stderr, with --quiet too: problems that did not fail the run
+        typer.echo(f"warning: {warning}", err=True)
     render_train(result, quiet)
     return 0
 
@@ -273,6 +275,12 @@ class _Checkpoint(str, Enum):
     last = "last"
 
 
+class _Split(str, Enum):
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
 _RUNS_DIR_HELP = "Folder holding the run folders (a run may also be named by its folder's path)."
 _CHECKPOINT_HELP = "Which checkpoint's weights to use: the best epoch's or the last one's."
 
@@ -320,13 +328,17 @@ def eval_(
     data: Annotated[Optional[str], typer.Option(
         metavar="PATH", help="A labelled data file (default: the run's validation part, rebuilt from its "
                              "config).")] = None,
+    split: Annotated[Optional[_Split], typer.Option(
+        help="Which part of the run's own data to score: the validation part (the default), the test part "
+             "(data.test_split or the data.test file) or the training part.")] = None,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
 ) -> int:
-    """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
+    """Loss and metrics of a run's checkpoint on a part of its data (--split) or on another labelled file."""
     from nncli.train.inspect import evaluate_run
 
-    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data)
+    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data,
+                          split=None if split is None else split.value)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -204,8 +204,6 @@ def render_train(result, quiet: bool) -> None:
     console.print(f"run folder: {run}")
     if (run / "loss.png").exists():
         console.print(f"loss curve: {run / 'loss.png'}")
-    for warning in result.warnings:
-        console.print(f"warning: {warning}")
 
 
 def render_check(report) -> None:

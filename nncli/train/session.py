@@ -238,7 +238,7 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         info = {"run_id": run_id, "status": "running", "created": _now(), "config": str(config_path),
                 "argv": list(argv if argv is not None else sys.argv), "seed": cfg.seed, "epochs": cfg.train.epochs,
                 "versions": {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()},
-                "data": _data_info(parts)}
+                "data": _data_info(parts), "warnings": data_warnings(parts.data, run_id)}
         run = RunFolder.create(runs_dir, run_id, cfg.to_dict(absolute_paths=True), info)
     else:
         info = run.read_json()
@@ -274,15 +274,26 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
             pass  # run.json keeps its previous (complete) version
         raise RunError(f"{message}; continue with --resume {run.run_id} once it can be written") from None
     problem = _plot(run)
-    return RunResult(run, status, trainer, cfg, [problem] if problem else [])
+    return RunResult(run, status, trainer, cfg, data_warnings(parts.data, run.run_id) + ([problem] if problem else []))
+
+
+def data_warnings(data, run_id: str) -> list[str]:
+    """What to tell about the data before trusting the run: a tiny training part, a test part nothing used yet."""
+    warnings = list(data.warnings)
+    if data.x_test is not None:
+        warnings.append(f"the {data.sources.get('test', 'test part')} ({len(data.x_test)} samples) is not used in "
+                        f"training: score it with: nncli eval {run_id} --split test")
+    return warnings
 
 
 def _data_info(parts: Parts) -> dict:
     data = parts.data
     return {"source": data.source_desc, "input_shape": list(data.x_train.shape[1:]),
             "feature_names": list(data.feature_names) if data.feature_names is not None else None,
+            "target": data.target_name, "classes": data.classes,
             "num_classes": data.num_classes, "normalizer": data.normalizer.to_dict() if data.normalizer else None,
-            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val)}
+            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val),
+            "test_samples": 0 if data.x_test is None else len(data.x_test), "sources": dict(data.sources)}
 
 
 def _plot(run: RunFolder) -> str | None:
