@@ -233,3 +233,21 @@ def test_a_validation_file_that_does_not_fit_is_named(tmp_path):
     error(cli("train", cfg, "--set", f"data.validation={tmp_path / 'nope.csv'}", "--runs-dir", tmp_path / "runs"),
           f"data.validation: expected an existing file, found '{tmp_path / 'nope.csv'}'")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_data_fingerprint_covers_the_validation_and_test_files(tmp_path):
+    order = np.random.default_rng(7).permutation(150)
+    write(tmp_path / "train.csv", iris_rows(order[:100]))
+    write(tmp_path / "val.csv", iris_rows(order[100:130]))
+    write(tmp_path / "test.csv", iris_rows(order[130:]))
+    cfg = config(tmp_path, "source: train.csv, validation: val.csv, test: test.csv")
+    assert cli("train", cfg, "--runs-dir", tmp_path / "runs", "--run-id", "fp", "-q").exit_code == 0
+    roles = [f["role"] for f in run_json(tmp_path, "fp")["data"]["fingerprint"]["files"]]
+    assert roles == ["source", "validation", "test"]
+    write(tmp_path / "test.csv", iris_rows(order[131:]))  # one row fewer
+    error(cli("eval", "fp", "--split", "test", "--runs-dir", tmp_path / "runs"),
+          "the data of run 'fp' has changed since it was trained", f"{tmp_path / 'test.csv'} has changed")
+    error(cli("train", cfg, "--resume", "fp", "--set", "train.epochs=30", "--runs-dir", tmp_path / "runs"),
+          "cannot resume run 'fp': its data has changed", f"{tmp_path / 'test.csv'} has changed")
+    scored = eval_json(tmp_path, "fp", "--split", "validation", "--allow-changed-data")
+    assert scored["samples"] == 30 and "test.csv has changed" in scored["warnings"][0]
