@@ -425,6 +425,7 @@ def export(
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
     runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
 
@@ -432,7 +433,8 @@ def export(
     """
     from nncli.train.export import export_run
 
-    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out))
+    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out,
+                             trust_plugins=trust_plugins))
     return 0
 
 
