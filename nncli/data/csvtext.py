@@ -140,6 +140,11 @@ def read_header(path: Path, min_columns: int = 2, header="auto") -> tuple[list[s
                         "is the header, set data.header: true".format(len(names) - 1), where)
     seen: dict[str, int] = {}
     for col, name in enumerate(names):
+        if not name:
+            index = (" (pandas writes a DataFrame's index as a first column without a name: save the "
+                     "frame with to_csv(path, index=False))" if col == 0 else "")
+            raise HeaderError(f"column {col + 1} has no name in the header row; expected a name for every "
+                              f"column{index}", where)
         if name in seen:
             raise DataError(f"columns {seen[name] + 1} and {col + 1} are both named '{name}'; "
                             "column names must be unique", where)

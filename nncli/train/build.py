@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -141,13 +142,14 @@ def build_data(cfg, parts: Parts, keep_raw: bool = False, classes: list[str] | N
     d = cfg.data
     model, loss = parts.model, parts.loss
     units = output_units(model)
-    source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
-    files = {key: str(cfg.resolve_path(getattr(d, key))) if getattr(d, key) else None
+    # paths made relative to the working folder (or absolute): what messages show; base_dir is then "."
+    source = d.source if d.source in _builtin_names() else shown_path(cfg.resolve_path(d.source))
+    files = {key: shown_path(cfg.resolve_path(getattr(d, key))) if getattr(d, key) else None
              for key in ("labels", "validation", "test")}
 
     def load(num_classes, validation_split=d.validation_split, test_split=d.test_split, normalize=d.normalize,
              parts_files=True):
-        return prepare_data(source=source, base_dir=str(cfg.base_dir), labels=files["labels"], target=d.target,
+        return prepare_data(source=source, base_dir=".", labels=files["labels"], target=d.target,
                             header=d.header, validation=files["validation"] if parts_files else None,
                             test=files["test"] if parts_files else None, x_key=d.x_key, y_key=d.y_key,
                             samples=d.samples, noise=d.noise, validation_split=validation_split,
@@ -167,6 +169,14 @@ def build_data(cfg, parts: Parts, keep_raw: bool = False, classes: list[str] | N
         raise cfg.error("data.target", str(err)) from None
     check_fit(cfg, model, loss, data, units)
     return data
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as messages show it: relative to the working folder when it is inside it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _made(cfg, key: str, make):

@@ -267,3 +267,11 @@ def test_a_text_cell_in_a_number_column_is_a_cell_error(tmp_path, engine):
     with pytest.raises(csvfile.CellError, match=r"row 3, column 2 \('b'\): expected a number, found 'red'") as info:
         read_table(path, engine=engine, text=2)
     assert info.value.column == 1 and info.value.text
+
+
+def test_a_column_without_a_name_is_refused(tmp_path):
+    # pandas's to_csv writes the index so; read as a feature, it would leak the row order into the model
+    with pytest.raises(DataError, match=r"column 1 has no name in the header row; .*to_csv\(path, index=False\)"):
+        read_table(write(tmp_path, ",a,label\n0,1.5,1\n1,2.5,0\n"))
+    with pytest.raises(DataError, match=r"column 2 has no name in the header row; expected a name for every column$"):
+        read_table(write(tmp_path, "a,,label\n0,1.5,1\n"))
