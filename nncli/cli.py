@@ -270,7 +270,7 @@ def config_(
 
 @_command()
 def data(
-    config: Annotated[str, typer.Argument(help="The YAML config file whose data to load.")],
+    config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file whose data to load.")],
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
@@ -417,14 +417,14 @@ class _Format(str, Enum):
 
 @_command()
 def export(
-    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run: an id, 'latest', or a run folder's path.")],
     format_: Annotated[_Format, typer.Option(
         "--format", help="onnx: the model with its input normalization, for onnxruntime and other runtimes; "
                          "safetensors: the weights alone, named as a torch.nn.Sequential holds them.")],
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
