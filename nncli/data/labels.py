@@ -12,21 +12,50 @@ run.json); data read later for that run is mapped onto them with :func:`map_to_c
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 import numpy as np
 
 from nncli.errors import DataError, LabelError
 
-__all__ = ["Vocabulary", "map_to_classes", "shown_classes"]
+__all__ = ["Vocabulary", "map_to_classes", "shown_classes", "typo_hint", "close_class"]
 
 SHOWN = 8  # class names listed in a message before "..."
+RARE = 2  # a class of at most this many samples, beside a close name of many more, is likely a typo
 
 
 def shown_classes(classes: list[str]) -> str:
     """``'a', 'b', 'c'`` (the first few of many, then how many more)."""
     names = ", ".join(repr(c) for c in classes[:SHOWN])
     return names + (f", ... ({len(classes) - SHOWN} more)" if len(classes) > SHOWN else "")
+
+
+def close_class(name: str, classes: list[str]) -> str | None:
+    """The one of ``classes`` that ``name`` most likely misspells (case aside, or a close spelling), if any."""
+    others = [c for c in classes if c != name]
+    same = [c for c in others if c.casefold() == name.casefold()]
+    close = same or difflib.get_close_matches(name.casefold(), [c.casefold() for c in others], n=1, cutoff=0.8)
+    return next((c for c in others if c.casefold() == close[0].casefold()), None) if close else None
+
+
+def typo_hint(ids: np.ndarray, classes: list[str], place: Callable[[int], str]) -> str:
+    """`` ('Setosa' is only in row 7, beside 'setosa' in 49: a typo?)`` for rare classes close to a common one.
+
+    Class names are compared exactly (as Ludwig and scikit-learn do), so a label written once with
+    another case or a slip of the keyboard becomes a class of its own; "add an output unit" is
+    then the wrong fix. Empty when no class looks like that.
+    """
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(classes))
+    notes = []
+    for c in np.flatnonzero((counts > 0) & (counts <= RARE)):
+        near = close_class(classes[c], classes)
+        if near is not None and counts[classes.index(near)] > 5 * counts[c]:
+            rows = np.flatnonzero(ids == c)
+            where = place(int(rows[0])) + (f" and {len(rows) - 1} more" if len(rows) > 1 else "")
+            notes.append(f"{classes[c]!r} is only at {where}, beside {near!r} in {counts[classes.index(near)]} "
+                         "samples: a typo?")
+    return f" ({'; '.join(notes[:3])})" if notes else ""
 
 
 class Vocabulary:
@@ -93,6 +122,7 @@ def map_to_classes(ids: np.ndarray, found: list[str], classes: list[str], place:
     unseen = np.flatnonzero(mapped < 0)
     if unseen.size:
         i = int(unseen[0])
+        near = close_class(found[int(ids[i])], classes)
         raise LabelError(f"label {found[int(ids[i])]!r} is not one of the {len(classes)} classes of {context}: "
-                         f"{shown_classes(classes)}", place(i))
+                         f"{shown_classes(classes)}" + (f" (did you mean {near!r}?)" if near else ""), place(i))
     return mapped

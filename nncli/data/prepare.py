@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
-from nncli.data.labels import map_to_classes, shown_classes
+from nncli.data.labels import map_to_classes, shown_classes, typo_hint
 from nncli.data.loaders import LoadedData, did_you_mean, file_kind, is_number, is_positive_int, load_file
 from nncli.data.mapped import MappedArray, MappedSamples
 from nncli.data.normalize import NORMALIZE_KINDS, Normalizer
@@ -163,12 +163,18 @@ def _targets(data: LoadedData, num_classes: int | None, classes: list[str] | Non
                                   "on", data.label_file, classes, None)
         if len(classes) > num_classes:
             raise ClassNamesError(f"{target} holds {len(classes)} classes ({shown_classes(classes)}), more "
-                                  f"than num_classes = {num_classes}", data.label_file, classes, num_classes)
+                                  f"than num_classes = {num_classes}{typo_hint(y, classes, _label_at(data))}",
+                                  data.label_file, classes, num_classes)
         return np.asarray(y, dtype=np.int64)
     if num_classes is not None:
         return _check_labels(y, int(num_classes), data.label_where, data.source_desc)
     y = np.asarray(y, dtype=np.float32)
     return y[:, None] if y.ndim == 1 else y  # (n, 1), like the output of a one-unit layer
+
+
+def _label_at(data: LoadedData):
+    """``"row 7, column 5 ('label')"`` of sample i, for a message that has named the file already."""
+    return lambda i: data.label_at.format(index=i, row=i + data.first_row)
 
 
 def _missing_classes(y_train: np.ndarray, held: list[np.ndarray], classes: list[str] | None) -> list[str]:

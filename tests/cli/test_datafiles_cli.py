@@ -171,7 +171,22 @@ def test_class_names_train_predict_by_name_and_evaluate(tmp_path):
     write(tmp_path / "typo.csv", rows)
     error(cli("eval", "names", "--data", tmp_path / "typo.csv", "--runs-dir", tmp_path / "runs"),
           "typo.csv: row 5, column 5 ('species'): label 'setosaa' is not one of the 3 classes of the run: "
-          "'setosa', 'versicolor', 'virginica'")
+          "'setosa', 'versicolor', 'virginica' (did you mean 'setosa'?)")
+
+
+def test_a_class_name_written_once_another_way_is_named_as_a_likely_typo(tmp_path):
+    rows = iris_rows()
+    rows[40] = rows[40].replace("setosa", "Setosa")  # line 42 of the file
+    write(tmp_path / "iris.csv", rows)
+    cfg = config(tmp_path, "source: iris.csv, target: species")
+    message = error(cli("train", cfg, "--runs-dir", tmp_path / "runs"),
+                    "holds 4 classes ('Setosa', 'setosa', 'versicolor', 'virginica'), more than num_classes = 3",
+                    "'Setosa' is only at row 42, column 5 ('species'), beside 'setosa' in 49 samples: a typo?",
+                    "give model.layers[1] units: 4")
+    assert message.count("a typo?") == 1  # the other classes are common and far apart
+    rows[40] = rows[40].replace("Setosa", "rose")  # a class of its own, not close to another: no guess
+    write(tmp_path / "iris.csv", rows)
+    assert "typo" not in error(cli("train", cfg, "--runs-dir", tmp_path / "runs"), "holds 4 classes")
 
 
 def test_class_names_with_a_regression_loss_say_which_loss_fits(tmp_path):
