@@ -173,6 +173,17 @@ def test_schema_lists_the_keys_with_defaults_and_a_json_schema(tmp_path):
     assert missing.exit_code == 2 and "expected a config file" in missing.stderr
 
 
+def test_schema_on_a_narrow_terminal_keeps_every_description_whole():
+    narrow = runner.invoke(app, ["config", "--schema"], env={"COLUMNS": "80"}).stdout
+    assert "…" not in narrow  # a table of 80 columns cut every description to an ellipsis
+    text = " ".join(narrow.split())
+    assert "data.batch_size integer; default 32 samples per training step" in text
+    assert "data.source string; required a built-in set" in text
+    wide = runner.invoke(app, ["config", "--schema"], env={"COLUMNS": "200"}).stdout
+    assert "…" not in wide and any(line.split()[:3] == ["key", "type", "default"] for line in wide.splitlines()
+                                   if line.strip())
+
+
 def test_a_path_given_with_set_starts_from_the_current_folder(composed):
     os.chdir(composed / "shared")
     result = cli("config", "../experiment.yaml", "--set", "data.source=rows.csv", "--json")
