@@ -114,7 +114,8 @@ def test_a_headerless_file_and_its_test_part_as_the_readme_shows_them(tmp_path, 
     scored = runner.invoke(app, ["eval", "flowers", "--split", "test"])
     assert scored.exit_code == 0, scored.output
     shown = shown_output(lines, "nncli eval flowers --split test")
-    assert shown[0].startswith("run flowers, best checkpoint") and scored.stdout.startswith("run flowers, best checkpoint")
+    assert shown[0].startswith("run flowers, best checkpoint")
+    assert scored.stdout.startswith("run flowers, best checkpoint")
     assert shown[1] == "data: test part of flowers.csv (24 samples)" and shown[1] in scored.stdout
 
 

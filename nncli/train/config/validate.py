@@ -34,6 +34,8 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         raise_problems(doc.problems)
         raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
                           f"optimizer, found {describe(data)}")
+    if doc.base_failed:  # without its base the config lacks keys; each would be reported missing, wrongly
+        raise_problems(doc.problems)
     earlier = list(doc.problems)
     check = Checker(locator, doc.problems, plugin_hint)
     if "base" in data:  # compose removed the file's own: this one came with --set
