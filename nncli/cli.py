@@ -229,6 +229,8 @@ def check(
     from nncli.train.check import check_config
 
     report = check_config(config, set_ or [])
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
     render_check(report)
     return 0 if report.ok else 1
 

@@ -117,6 +117,9 @@ def test_a_tiny_training_part_is_a_warning_the_cli_shows(tmp_path):
     assert ("warning: validation_split 0.99 and test_split 0.0 hold out 148 of the 150 samples of "
             f"{tmp_path / 'iris.csv'}, leaving 2 (1%) to train on") in " ".join(result.output.split())
     assert any("leaving 2 (1%)" in w for w in run_json(tmp_path, "tiny")["warnings"])
+    checked = cli("check", tmp_path / "c.yaml")  # the same warning before anything is trained
+    assert checked.exit_code == 0 and "warning: validation_split 0.99" in checked.stderr, checked.output
+    assert "warning" not in cli("check", tmp_path / "c.yaml", "--set", "data.validation_split=0.2").stderr
 
 
 def test_a_test_split_is_warned_about_then_scored_by_eval_split(tmp_path):
