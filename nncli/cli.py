@@ -11,6 +11,7 @@ numpy, the engine and Rich are imported inside the commands, so ``nncli --help``
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -109,9 +110,17 @@ def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., 
             if code:
                 raise typer.Exit(code)
 
-        return app.command(name, **kwargs)(run)
+        return app.command(name, help=_reflowed(fn.__doc__), **kwargs)(run)
 
     return register
+
+
+def _reflowed(doc: str | None) -> str | None:
+    """A docstring as help shows it: paragraphs kept, the line breaks inside each joined (help wraps them to
+    the terminal; kept, they break lines mid-sentence on any width but the one they were written for)."""
+    if doc is None:
+        return None
+    return "\n\n".join(" ".join(part.split()) for part in inspect.cleandoc(doc).split("\n\n"))
 
 
 def _say(message: str) -> None:

@@ -62,6 +62,16 @@ def test_help_shows_metavars_not_python_types(command):
         assert re.search(r"--runs-dir\s+DIR", result.stdout) and re.search(r"--quiet\s+-q\s+Print", result.stdout)
 
 
+def test_command_help_wraps_to_the_terminal_not_to_the_docstring():
+    narrow = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).stdout
+    lines = [line.strip() for line in narrow.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Exit code 0"))
+    paragraph = lines[start:lines.index("", start)]
+    assert all(len(line) > 60 for line in paragraph[:-1]), paragraph  # full lines, no break left mid-line
+    assert " ".join(paragraph).startswith("Exit code 0 when training ends (completed or stopped early), 1 when the "
+                                          "loss became NaN or infinite, 2 on bad input")
+
+
 def test_layers_docs_are_plain_text_and_whole_sentences():
     listing = runner.invoke(app, ["layers", "--kind", "optimizers"], env={"COLUMNS": "200"}).stdout
     assert "``" not in listing and ":class:" not in listing
