@@ -56,8 +56,12 @@ def test_accuracy_of_a_regression_is_refused_naming_the_metrics_that_fit(folder)
     assert not (folder / "runs").exists()
     message = error(cli("check", "cfg.yaml", "--set", "loss={type: SparseCategoricalCrossentropy}",
                         "--set", "train.metrics=[r2, auc]"))
+    # the metrics named as fitting are those that fit this loss: auc reads one binary output, not sparse labels
+    assert "train.metrics[0]: expected a classification metric (accuracy, f1, precision, recall)" in message
+    assert ("train.metrics[1]: expected a metric for sparse labels (accuracy, f1, precision, recall) with the loss "
+            "SparseCategoricalCrossentropy, found 'auc', which needs binary labels") in message
+    message = error(cli("check", "cfg.yaml", "--set", "loss=binary_crossentropy", "--set", "train.metrics=[r2]"))
     assert "train.metrics[0]: expected a classification metric (auc, accuracy, f1, precision, recall)" in message
-    assert "train.metrics[1]: expected a metric for sparse labels" in message and "needs binary labels" in message
 
 
 def test_early_stopping_on_val_loss_without_validation_is_refused(folder):

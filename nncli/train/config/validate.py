@@ -99,13 +99,15 @@ def _check_files(check: Checker, cfg: DataConfig, raw: dict, doc: Document) -> N
             check.add((section, key), f"expected {what}, found {name!r}" + (hint or f" (no such file: {looked})"))
 
 
-def _metric_names(task: str | None) -> list[str]:
-    """The short names of the registered metrics that fit ``task`` (classification or regression)."""
+def _metric_names(task: str | None, kind: str | None = None) -> list[str]:
+    """The short names of the registered metrics that fit ``task`` (classification or regression) and a loss's
+    ``kind`` of labels (``sparse``, ``binary``...; None: any)."""
     table = registry.REGISTRY["metrics"]
     out = []
     for canonical in registry.names("metrics"):
         obj = registry.lookup("metrics", canonical)
-        if getattr(obj, "task", None) in (None, task):
+        kinds = getattr(obj, "label_kinds", None)
+        if getattr(obj, "task", None) in (None, task) and (kind is None or not kinds or kind in kinds):
             names = [n for n, o in table.items() if o is obj]  # registration order: the class name, then aliases
             out.append(next((n for n in names if n.islower()), names[0]))
     return out
@@ -117,6 +119,7 @@ def _check_metrics(check: Checker, raw: dict, loss: dict | None) -> None:
     loss_cls = registry.lookup("losses", loss["type"]) if loss else None
     kind = getattr(loss_cls, "label_kind", "unknown")  # None: a regression loss; a loss outside Loss: unknown
     task = None if kind == "unknown" else ("regression" if kind is None else "classification")
+    fitting = ", ".join(_metric_names(task, kind if task == "classification" else None))
     for i, name in enumerate(metrics if isinstance(metrics, list) else []):
         if not isinstance(name, str):
             continue
@@ -127,11 +130,11 @@ def _check_metrics(check: Checker, raw: dict, loss: dict | None) -> None:
         wants, kinds = getattr(metric, "task", None), getattr(metric, "label_kinds", None)
         if task is not None and wants is not None and wants != task:
             check.add(("train", "metrics", i),
-                      f"expected a {task} metric ({', '.join(_metric_names(task))}) with the {task} loss "
+                      f"expected a {task} metric ({fitting}) with the {task} loss "
                       f"{loss['type']}, found {name!r}, a {wants} metric")
         elif task == "classification" and kinds and kind not in kinds:
             check.add(("train", "metrics", i),
-                      f"expected a metric for {kind} labels ({', '.join(_metric_names(task))}) with the loss "
+                      f"expected a metric for {kind} labels ({fitting}) with the loss "
                       f"{loss['type']}, found {name!r}, which needs {' or '.join(kinds)} labels "
                       f"(a loss such as BinaryCrossentropy)")
 
