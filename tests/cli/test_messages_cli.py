@@ -90,6 +90,19 @@ def test_sparse_crossentropy_on_a_regression_target_suggests_mse(folder):
     assert "looks like a regression target (60 distinct values" in message and "use loss: mse" in message
 
 
+def test_class_ids_beyond_the_outputs_name_the_fix_at_the_loss_or_the_last_layer(folder):
+    three = ["--set", "data.source=first.csv", "--set", "data.target=label"]
+    message = error(cli("check", "cfg.yaml", *three, "--set", "loss={type: BinaryCrossentropy, from_logits: true}"))
+    assert message.startswith("error: --set loss={type: BinaryCrossentropy, from_logits: true}: loss: "
+                              "BinaryCrossentropy takes labels 0 and 1, but ")  # not "the model has 2 outputs"
+    assert ("label 2 is not a class" in message and "for 3 classes use loss: {type: SparseCategoricalCrossentropy, "
+            "from_logits: true} with 3 output units (model.layers[1])") in message
+    message = error(cli("check", "cfg.yaml", *three, "--set", "loss={type: SparseCategoricalCrossentropy, "
+                        "from_logits: true}", "--set", "model.layers[1].units=2"))
+    assert "model.layers[1]: the model has 2 outputs" in message and message.rstrip().endswith(
+        "give model.layers[1] units: 3")
+
+
 def test_a_label_column_first_blames_the_target_and_names_the_label_column(folder):
     message = error(cli("check", "cfg.yaml", "--set", "data.source=first.csv",
                         "--set", "loss=sparse_categorical_crossentropy", "--set", "model.layers[1].units=3"))
