@@ -226,6 +226,8 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
                 stack.enter_context(lock)
             else:
                 warnings = _prepare_resume(run, trainer, info, cfg, columns)
+        warnings = data_warnings(parts.data, run.run_id) + warnings
+        info["warnings"] = warnings  # written to run.json as training begins
         recorder = RunRecorder(run, info, columns, signals)
         if resume is not None and (run.checkpoints / "last.safetensors").exists():
             recorder.saved_epoch = trainer.state.epoch
@@ -308,12 +310,23 @@ def _fit(run: RunFolder, trainer: Trainer, recorder: RunRecorder, cfg: Config, i
     return RunResult(run, status, trainer, cfg, warnings + ([problem] if problem else []))
 
 
+def data_warnings(data, run_id: str) -> list[str]:
+    """What to tell about the data before trusting the run: a tiny training part, a test part nothing used yet."""
+    warnings = list(data.warnings)
+    if data.x_test is not None:
+        warnings.append(f"the {data.sources.get('test', 'test part')} ({len(data.x_test)} samples) is not used in "
+                        f"training: score it with: nncli eval {run_id} --split test")
+    return warnings
+
+
 def _data_info(parts: Parts) -> dict:
     data = parts.data
     return {"source": data.source_desc, "input_shape": list(data.x_train.shape[1:]),
             "feature_names": list(data.feature_names) if data.feature_names is not None else None,
+            "target": data.target_name, "classes": data.classes,
             "num_classes": data.num_classes, "normalizer": data.normalizer.to_dict() if data.normalizer else None,
-            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val)}
+            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val),
+            "test_samples": 0 if data.x_test is None else len(data.x_test), "sources": dict(data.sources)}
 
 
 def _plot(run: RunFolder) -> str | None:
