@@ -1,18 +1,20 @@
-"""Benchmark nncli's train steps against hand-written numpy and PyTorch: one table.
+"""Benchmark nncli's train steps against hand-written numpy, PyTorch and JAX: one table.
 
     python benchmarks/run.py                         # everything, a few minutes
     python benchmarks/run.py -w W1,W2 --rounds 5     # some workloads
-    python benchmarks/run.py --no-torch --no-memory --no-startup
+    python benchmarks/run.py --no-torch --no-jax --no-memory --no-startup
 
 Each workload (workloads.py) is timed for nncli eager, nncli compiled (the same step
-under ``ad.function``), hand-written numpy (the MLPs) and PyTorch when installed.
+under ``ad.function``), hand-written numpy (the MLPs), PyTorch eager and ``jax.jit`` of
+the whole step when they are installed (each optional: a missing one leaves its column empty).
 Timing: ``time.perf_counter`` around blocks of steps sized to ~0.2 s after a warm-up;
 the frameworks take turns block by block (so a load spike on a shared machine hits
 all of them), and each gets the median of ``--rounds`` blocks. Everyone uses the same
 number of threads: numpy's BLAS pool size (threadpoolctl when installed, else the
 thread environment variables, else ``os.cpu_count()``), given to ``torch.set_num_threads``;
-``--threads N`` restarts the script with OPENBLAS/OMP/MKL_NUM_THREADS=N. Ratios are
-throughputs (samples/s) from the same run.
+XLA's CPU pool has one thread per core (on a 2-core machine the default 2), and with one
+thread its multi-threading is switched off (``XLA_FLAGS``); ``--threads N`` restarts the script
+with OPENBLAS/OMP/MKL_NUM_THREADS=N. Ratios are throughputs (samples/s) from the same run.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ TARGETS = [
     ("W1", "compiled/torch", 5.0), ("W1", "compiled/numpy", 1 / 1.5),
     ("W2", "compiled/torch", 1.1), ("W2", "compiled/numpy", 1 / 1.15),
     ("W3", "compiled/torch", 0.9), ("W4", "compiled/torch", 0.7), ("W5", "compiled/torch", 0.7),
+    ("W1", "compiled/jax", 1.0), ("W2", "compiled/jax", 1.0), ("W3", "compiled/jax", 1.0),
+    ("W4", "compiled/jax", 1.0), ("W5", "compiled/jax", 1.0),
 ]
+W6_EAGER_VS_TORCH = 0.6  # eager's cost per op at most this fraction of torch eager's
 
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -63,6 +68,9 @@ def restart_with_threads(n: int) -> None:
     if os.environ.get("NNCLI_BENCH_THREADS") == str(n):
         return
     env = dict(os.environ, NNCLI_BENCH_THREADS=str(n), **{var: str(n) for var in THREAD_VARS})
+    if n == 1:  # XLA's CPU pool takes no thread count; one thread means its multi-threading off
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
@@ -73,6 +81,15 @@ def load_torch(threads: int):
         return None
     torch.set_num_threads(threads)
     return torch
+
+
+def load_jax():
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_platforms", "cpu")
+    return jax
 
 
 def measure(steps: dict, rounds: int, budget: float = 0.2) -> dict:
@@ -107,9 +124,12 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b / a
 
 
-def run_workloads(names, torch, rounds) -> dict:
-    cols = ("eager", "compiled", "numpy", "torch")
-    print(f"\n{'workload':<58}" + "".join(f"{c:>21}" for c in cols) + f"{'compiled/torch':>16}{'compiled/numpy':>16}")
+RATIOS = ("compiled/torch", "compiled/jax", "compiled/numpy")
+
+
+def run_workloads(names, torch, jax, rounds) -> dict:
+    cols = ("eager", "compiled", "numpy", "torch", "jax")
+    print(f"\n{'workload':<58}" + "".join(f"{c:>21}" for c in cols) + "".join(f"{r:>16}" for r in RATIOS))
     results = {}
     for name in names:
         w = workloads.WORKLOADS[name]
@@ -119,9 +139,10 @@ def run_workloads(names, torch, rounds) -> dict:
             steps["numpy"] = hand
         if torch is not None:
             steps["torch"] = workloads.torch_step(w, torch)
+        if jax is not None:
+            steps["jax"] = workloads.jax_step(w, jax)
         t = measure(steps, rounds)
-        r = {"compiled/torch": ratio(t["compiled"], t.get("torch")),
-             "compiled/numpy": ratio(t["compiled"], t.get("numpy"))}
+        r = {what: ratio(t["compiled"], t.get(what.split("/")[1])) for what in RATIOS}
         results[name] = {**t, **r}
         cells = "".join(f"{fmt_rate(t.get(c), w.batch):>21}" for c in cols)
         rs = "".join(f"{'-' if v is None else f'{v:.2f}x':>16}" for v in r.values())
@@ -176,6 +197,10 @@ def check_targets(results, us, mem, startup) -> None:
     for kind, need in (("eager", 4.0), ("compiled", 1.5)):
         if kind in us:
             print(f"  W6 {kind} {us[kind]:.2f} us/op (need <= {need}): {'met' if us[kind] <= need else 'MISSED'}")
+    if "eager" in us and "torch" in us:
+        r = us["eager"] / us["torch"]
+        print(f"  W6 eager/torch cost per op = {r:.2f} (need <= {W6_EAGER_VS_TORCH}): "
+              f"{'met' if r <= W6_EAGER_VS_TORCH else 'MISSED'}")
     if mem:
         r = mem["compiled"]["peak"] / mem["numpy"]["peak"]
         cur = mem["compiled"]["current"]
@@ -196,6 +221,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for BLAS and torch (default: numpy's BLAS pool size)")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-startup", action="store_true")
     args = parser.parse_args()
@@ -204,11 +230,16 @@ def main() -> None:
         restart_with_threads(args.threads)
     threads = blas_threads()
     torch = None if args.no_torch else load_torch(threads)
+    jax = None if args.no_jax else load_jax()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     torch_version = torch.__version__ if torch else ("not used" if args.no_torch else "not installed")
+    jax_version = jax.__version__ if jax else ("not used" if args.no_jax else "not installed")
     print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
-          f"torch {torch_version}; {threads} thread{'' if threads == 1 else 's'} for BLAS and torch")
+          f"torch {torch_version}, jax {jax_version}; {threads} thread{'' if threads == 1 else 's'} for BLAS, "
+          f"torch and XLA")
+    if hasattr(os, "getloadavg"):
+        print("load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min) at start")
     if hasattr(os, "getloadavg") and os.getloadavg()[0] > 0.5:
         print(f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes are "
               "running, and multi-threaded BLAS and torch slow down a lot when a core is busy")
@@ -216,11 +247,13 @@ def main() -> None:
     unknown = [n for n in names if n not in workloads.WORKLOADS and n != "W6"]
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from W1..W6")
-    results = run_workloads([n for n in names if n != "W6"], torch, args.rounds)
+    results = run_workloads([n for n in names if n != "W6"], torch, jax, args.rounds)
     us = run_chain(args.ops, torch, args.rounds) if "W6" in names else {}
     mem = None if args.no_memory else run_memory(args.memory_steps)
     startup = None if args.no_startup else run_startup(5)
     check_targets(results, us, mem, startup)
+    if hasattr(os, "getloadavg"):
+        print("load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min) at the end")
 
 
 if __name__ == "__main__":

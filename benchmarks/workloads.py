@@ -136,3 +136,97 @@ def torch_step(w: Workload, torch):
         return loss.item()
 
     return step
+
+
+# -- JAX ------------------------------------------------------------------------------
+def _jax_params(w: Workload, seed: int = 0) -> dict:
+    """Glorot-uniform kernels and zero biases (numpy's generator, so runs are repeatable)."""
+    rng = np.random.default_rng(seed)
+    if w.mlp is not None:
+        sizes = w.mlp[0]
+        return {"dense": [(handwritten.glorot(rng, a, b), np.zeros(b, np.float32)) for a, b in zip(sizes[:-1], sizes[1:])]}
+    if w.name == "W4":  # kernels HWIO, channels last as nncli's
+        conv = [(rng.uniform(-1, 1, (3, 3, cin, cout)).astype(np.float32) * np.float32(np.sqrt(6 / (9 * (cin + cout)))),
+                 np.zeros(cout, np.float32)) for cin, cout in ((1, 32), (32, 64))]
+        return {"conv": conv, "dense": [(handwritten.glorot(rng, 5 * 5 * 64, w.classes), np.zeros(w.classes, np.float32))]}
+    features, units = w.input_shape[1], 64
+    return {"lstm": (handwritten.glorot(rng, features, 4 * units), handwritten.glorot(rng, units, 4 * units),
+                     np.zeros(4 * units, np.float32)),
+            "dense": [(handwritten.glorot(rng, units, w.classes), np.zeros(w.classes, np.float32))]}
+
+
+def _jax_forward(w: Workload, jax):
+    """``forward(params, x) -> logits`` written as a JAX user would (``lax.scan`` for the LSTM)."""
+    jnp, lax = jax.numpy, jax.lax
+
+    def dense(layers, a, act):
+        for i, (k, b) in enumerate(layers):
+            a = a @ k + b
+            if i < len(layers) - 1:
+                a = act(a)
+        return a
+
+    if w.mlp is not None:
+        act = jax.nn.sigmoid if w.mlp[1] == "sigmoid" else jax.nn.relu
+        return lambda params, x: dense(params["dense"], x, act)
+    if w.name == "W4":
+        def cnn(params, x):
+            for k, b in params["conv"]:
+                x = jax.nn.relu(lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")) + b)
+                x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+            return dense(params["dense"], x.reshape(x.shape[0], -1), None)
+        return cnn
+
+    def lstm(params, x):  # Keras's gate order i, f, c, o; the input projection for all steps at once
+        kx, kh, b = params["lstm"]
+        xw = jnp.swapaxes(x @ kx + b, 0, 1)
+        units = kh.shape[0]
+
+        def cell(carry, xw_t):
+            h, c = carry
+            i, f, g, o = jnp.split(xw_t + h @ kh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), None
+
+        zeros = jnp.zeros((x.shape[0], units), x.dtype)
+        (h, _), _ = lax.scan(cell, (zeros, zeros), xw)
+        return dense(params["dense"], h, None)
+    return lstm
+
+
+def jax_step(w: Workload, jax, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """The whole step under one ``jax.jit``: forward, loss, grad and Keras's Adam update,
+    with the parameters and slots donated so XLA updates them in place."""
+    jnp = jax.numpy
+    tree = jax.tree_util
+    forward = _jax_forward(w, jax)
+
+    def loss_fn(params, x, y):
+        logits = forward(params, x)
+        picked = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
+    def train(params, m, v, t, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        t = t + 1.0
+        alpha = lr * jnp.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+        m = tree.tree_map(lambda m, g: m + (g - m) * (1.0 - beta_1), m, grads)
+        v = tree.tree_map(lambda v, g: v + (g * g - v) * (1.0 - beta_2), v, grads)
+        params = tree.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + epsilon), params, m, v)
+        return params, m, v, t, loss
+
+    step_fn = jax.jit(train, donate_argnums=(0, 1, 2, 3))
+    params = tree.tree_map(jnp.asarray, _jax_params(w))
+    x, y = data(w)
+    state = [params, tree.tree_map(jnp.zeros_like, params), tree.tree_map(jnp.zeros_like, params),
+             jnp.zeros((), jnp.float32)]
+    x, y = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+
+    def step():
+        out = step_fn(*state, x, y)
+        state[:] = out[:4]
+        return float(out[4])
+
+    return step

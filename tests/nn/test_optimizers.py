@@ -263,3 +263,39 @@ def test_adam_matches_torch_when_epsilon_is_negligible():
         tw.grad = torch.tensor(grads[0], dtype=torch.float64)
         topt.step()
     np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"amsgrad": True}, {"clipnorm": 0.5}, {"learning_rate": 0.01}],
+                         ids=["plain", "amsgrad", "clipnorm", "lr"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_over_flat_slots_is_the_per_parameter_step_bit_for_bit(kwargs, dtype):
+    """Adam updates all parameters with numpy calls over one flat buffer per slot; it must give
+    exactly what one update per parameter gives (the same elementwise operations)."""
+    rng = np.random.default_rng(3)
+    shapes = [(3, 4), (4,), (2, 2, 2), ()]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    fused, single = ([ad.Variable(a.copy(), dtype=dtype) for a in start],
+                     [ad.Variable(a.copy(), dtype=dtype) for a in start])
+    opt_fused, opt_single = Adam(**kwargs), Adam(**kwargs)
+    for _ in range(5):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        opt_fused.update(fused, grads)
+        opt_single.build(single)  # the per-parameter update of the base class, on the same slots
+        optimizers.Optimizer._apply(opt_single, [v._data for v in single], tuple(range(len(shapes))), grads)
+    assert opt_fused._flat is not None and opt_fused._flat["m"].dtype == np.dtype(dtype)
+    for a, b in zip(fused, single):
+        assert a.dtype == np.dtype(dtype) and np.array_equal(a.numpy(), b.numpy())
+    for key, value in opt_fused.get_state().items():
+        assert np.array_equal(value, opt_single.get_state()[key])
+
+
+def test_adam_with_a_missing_gradient_or_mixed_dtypes_updates_per_parameter():
+    params = [ad.Variable(np.ones(3), dtype="float32"), ad.Variable(np.ones(2), dtype="float64")]
+    opt = Adam(learning_rate=0.1)
+    opt.update(params, [np.ones(3, np.float32), np.ones(2)])
+    assert opt._flat is None and params[1].dtype == np.float64
+    same = [ad.Variable(np.ones(3, np.float32)), ad.Variable(np.ones(2, np.float32))]
+    opt = Adam(learning_rate=0.1)
+    opt.update(same, [None, np.ones(2, np.float32)])  # only the second moves
+    assert opt._flat is not None
+    assert np.array_equal(same[0].numpy(), np.ones(3, np.float32)) and (same[1].numpy() < 1).all()
