@@ -63,12 +63,14 @@ def test_params_metrics_and_best_checkpoint_survive_a_resume(tmp_path):
 def test_the_tracking_uri_and_experiment_come_from_the_environment(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow alone would put artifacts in ./mlruns
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "iris-tries")
     result = train(config(tmp_path, epochs=2, loggers="[mlflow]"), runs_dir=tmp_path / "runs", run_id="env")
     assert result.warnings == [] and not (tmp_path / "runs" / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=uri)
     [run] = client.search_runs([client.get_experiment_by_name("iris-tries").experiment_id])
     assert run.info.run_name == "env" and len(history(client, run.info.run_id, "val_accuracy")) == 2
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 
 def test_an_unreachable_store_is_a_warning_and_the_run_keeps_its_files(tmp_path, monkeypatch):

@@ -1,9 +1,9 @@
 """``train.loggers: [mlflow]``: the run's config, epochs and best checkpoint in an MLflow tracking store.
 
 The tracking store is ``tracking_uri`` if the config names one, else ``MLFLOW_TRACKING_URI``, else
-a SQLite database beside the run folders (``runs/mlflow.db``, artifacts in ``runs/mlartifacts/``):
-a real database, as MLflow recommends now that its file store is deprecated, and one that
-``--runs-dir`` moves with the runs. One nncli run is one MLflow run, named by the run id, in the
+a SQLite database beside the run folders (``runs/mlflow.db``): a real database, as MLflow
+recommends now that its file store is deprecated, and one that ``--runs-dir`` moves with the runs.
+A SQLite store's new experiments keep their artifacts beside the database (``runs/mlartifacts/``). One nncli run is one MLflow run, named by the run id, in the
 experiment ``experiment`` (else ``MLFLOW_EXPERIMENT_NAME``, else ``nncli``):
 
 - params: the resolved config, flattened (``optimizer.learning_rate``, ``model.layers.0.units``);
@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from nncli.nn.registry import register
 from nncli.train.loggers.base import Logger, LoggerRun, flat_config
@@ -71,12 +72,16 @@ class MLflowLogger(Logger):
         self.client = self.run_id = None
 
     def _uri(self, run: LoggerRun) -> tuple[str, str | None]:
-        """The tracking URI, and where a new experiment keeps its artifacts (None: the store decides)."""
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
-            return uri, None
-        runs_dir = run.path.parent.resolve()
-        return f"sqlite:///{runs_dir / DATABASE}", (runs_dir / ARTIFACTS).as_uri()
+        """The tracking URI, and where a new experiment keeps its artifacts (None: the store decides).
+
+        A SQLite store keeps them beside its database file (as ``mlflow server`` does), not in the
+        working directory's ``mlruns/``, where MLflow would put them by itself.
+        """
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+            f"sqlite:///{run.path.parent.resolve() / DATABASE}"
+        if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+            return uri, (Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACTS).as_uri()
+        return uri, None
 
     def open(self, run: LoggerRun) -> None:
         with _quiet():
