@@ -14,6 +14,7 @@ from typing import Any
 
 from nncli.errors import ConfigError
 from nncli.nn import registry
+from nncli.train import loggers  # importing it registers the built-in loggers
 from nncli.train.config.components import Checker, unknown_name
 from nncli.train.config.marks import Document, Key, describe, did_you_mean, raise_problems
 from nncli.train.config.result import Config
@@ -148,8 +149,6 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
 
 def _check_loggers(check: Checker, cfg: TrainConfig) -> TrainConfig:
     """Each logger is registered, takes the params written, and has its package installed."""
-    from nncli.train.loggers import missing_package  # registers the built-in loggers
-
     specs = []
     for i, spec in enumerate(cfg.loggers):
         path = ("train", "loggers", i)
@@ -159,7 +158,7 @@ def _check_loggers(check: Checker, cfg: TrainConfig) -> TrainConfig:
         if made["type"] in (s["type"] for s in specs):
             check.add(path, f"expected each logger once, found {made['type']!r} again")
             continue
-        problem = missing_package(made["type"])
+        problem = loggers.missing_package(made["type"])
         if problem:
             check.add(path, problem)
         specs.append(made)
