@@ -135,3 +135,44 @@ def test_unknown_and_repeated_loggers_are_config_errors(tmp_path):
     assert result.exit_code == 2, result.output
     assert "did you mean 'tensorboard'" in result.output
     assert "train.loggers[2]" in result.output and "each logger once" in result.output
+
+
+PLUGIN = '''
+from pathlib import Path
+from nncli.nn import register
+from nncli.train.loggers import Logger
+
+
+@register("loggers", name="flaky_{tag}")
+class Flaky(Logger):
+    def __init__(self, out: str, fail_at: int = 2):
+        super().__init__()
+        self.out, self.fail_at = Path(out), fail_at
+
+    def open(self, run):
+        self.out.write_text(f"open {{run.run_id}} after {{run.epoch}}\\n")
+
+    def log_epoch(self, epoch, logs, improved):
+        if epoch == self.fail_at:
+            raise ConnectionError("the server went away")
+        with self.out.open("a") as f:
+            f.write(f"epoch {{epoch}} loss {{logs['loss']:.6f}}\\n")
+'''
+
+
+def test_a_plugin_logger_that_fails_mid_run_is_one_warning(tmp_path):
+    (tmp_path / "flaky.py").write_text(PLUGIN.format(tag=tmp_path.name.replace("-", "_")))
+    out = tmp_path / "sent.txt"
+    loggers = f"[tensorboard, {{type: flaky_{tmp_path.name.replace('-', '_')}, out: '{out}'}}]"
+    cfg = config(tmp_path, epochs=4, loggers=loggers)
+    cfg.write_text("plugins: [flaky.py]\n" + cfg.read_text())
+    result = train(cfg, runs_dir=tmp_path / "runs", run_id="flaky")
+    run = result.run.path
+    assert result.status == "completed" and len(metrics_rows(run)) == 4
+    [warning] = result.warnings
+    assert "could not log epoch 2 (ConnectionError: the server went away)" in warning
+    assert "sends nothing more in this run" in warning
+    rows = metrics_rows(run)
+    assert out.read_text() == f"open flaky after 0\nepoch 1 loss {rows[0]['loss']:.6f}\n"  # nothing after it failed
+    scalars, _, _ = read_events(run)
+    assert_matches_csv(run, scalars)  # the other logger went on
