@@ -13,7 +13,8 @@ import re
 
 from nncli.errors import NncliError
 
-KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models")
+KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models",
+         "loggers")  # loggers: nncli.train.loggers (TensorBoard, MLflow) and plugins' own
 
 REGISTRY: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
 

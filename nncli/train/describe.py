@@ -6,6 +6,7 @@ import inspect
 import re
 
 from nncli import nn  # noqa: F401 - importing nn fills the registries
+from nncli.train import loggers  # noqa: F401 - and the loggers
 from nncli.errors import NncliError
 from nncli.nn import registry
 

@@ -234,7 +234,34 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
         trainer.callbacks.insert(0, recorder)
         if faults.active():
             trainer.callbacks.append(_Faults())
-        return _fit(run, trainer, recorder, cfg, info, warnings)
+        loggers = _start_loggers(cfg, run, info, trainer, warnings)  # after the recorder: it writes first
+        try:
+            return _fit(run, trainer, recorder, cfg, info, warnings)
+        finally:
+            for logger in loggers:  # a stop the trainer did not see (a failed write) still closes them
+                logger.finish("failed")
+
+
+def _start_loggers(cfg: Config, run: RunFolder, info: dict, trainer: Trainer, warnings: list[str]) -> list:
+    """Open ``train.loggers`` on the run (a resumed one gets what it lacks); they report problems as warnings.
+
+    A warning also goes to run.json's ``warnings``, written with the run's next update.
+    """
+    if not cfg.train.loggers:
+        return []
+    from nncli.train.loggers import LoggerRun, make_loggers
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if info.get("warnings") is not warnings:
+            info.setdefault("warnings", []).append(message)
+
+    loggers = make_loggers(cfg.train.loggers)
+    shared = LoggerRun(run.path, cfg.to_dict(absolute_paths=True), info, list(trainer.history), warn)
+    for logger in loggers:
+        logger.start(shared)
+    trainer.callbacks.extend(loggers)
+    return loggers
 
 
 def _new_info(cfg: Config, config_path, argv: list[str], parts: Parts, blas: dict | None) -> dict:

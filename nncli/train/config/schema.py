@@ -96,6 +96,9 @@ class TrainConfig(_Section):
         None, description="null: never stop early; true: the defaults; or a mapping of the keys below")
     monitor: str = Field("val_loss", description="the logged value whose best epoch is kept in "
                                                  "checkpoints/best.safetensors")
+    loggers: list[str | dict] = Field([], description="tools the run is also sent to, each a name or {type: <logger>, "
+                                                      "...params}: tensorboard (runs/<id>/tensorboard/), mlflow "
+                                                      "(MLFLOW_TRACKING_URI, default runs/mlflow.db)")
 
     @field_validator("early_stopping", mode="before")
     @classmethod

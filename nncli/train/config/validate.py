@@ -14,6 +14,7 @@ from typing import Any
 
 from nncli.errors import ConfigError
 from nncli.nn import registry
+from nncli.train import loggers  # importing it registers the built-in loggers
 from nncli.train.config.components import Checker, unknown_name
 from nncli.train.config.marks import Document, Key, describe, did_you_mean, raise_problems
 from nncli.train.config.result import Config
@@ -55,6 +56,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         _check_metrics(check, train or {}, loss)
     if train_cfg is not None:
         train_cfg = _check_monitors(check, train_cfg, data_cfg)
+        train_cfg = _check_loggers(check, train_cfg)
     # a value whose ${...} failed was reported once: its raw text would only fail validation again
     raise_problems([p for p in check.problems if any(p is q for q in earlier)
                     or not any(p.path[: len(u)] == u for u in locator.unresolved)])
@@ -166,6 +168,24 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
         elif name not in logged:
             check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
     return cfg
+
+
+def _check_loggers(check: Checker, cfg: TrainConfig) -> TrainConfig:
+    """Each logger is registered, takes the params written, and has its package installed."""
+    specs = []
+    for i, spec in enumerate(cfg.loggers):
+        path = ("train", "loggers", i)
+        made = check.component("loggers", spec, path)
+        if made is None:
+            continue
+        if made["type"] in (s["type"] for s in specs):
+            check.add(path, f"expected each logger once, found {made['type']!r} again")
+            continue
+        problem = loggers.missing_package(made["type"])
+        if problem:
+            check.add(path, problem)
+        specs.append(made)
+    return cfg.model_copy(update={"loggers": specs})
 
 
 def _check_model(check: Checker, spec: dict | str) -> dict | None:
