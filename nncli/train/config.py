@@ -33,8 +33,8 @@ from nncli.train.components import Checker, unknown_name
 from nncli.train.yamlio import (Key, Locator, Problem, apply_overrides, describe, did_you_mean, parse_key,
                                 raise_problems, read_yaml)
 
-__all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "load_config", "config_from_dict",
-           "BUILTIN_DATASETS"]
+__all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "SweepConfig", "load_config",
+           "config_from_dict", "BUILTIN_DATASETS"]
 
 BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")  # as in SPEC.md
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
@@ -91,6 +91,29 @@ class TrainConfig(_Section):
         return {} if value is True else (None if value is False else value)
 
 
+MAX_TRIALS = 10_000  # most trials in one sweep (a grid multiplies quickly)
+_Trials = Annotated[int, Field(ge=1, le=MAX_TRIALS)]
+
+
+class SweepConfig(_Section):
+    """The ``sweep:`` section, read by ``nncli sweep`` (``nncli train`` ignores it): the trials, where they run.
+
+    Keys are config keys as ``--set`` writes them (``model.layers[0].units``); ``nncli sweep``
+    checks them, the distributions and every trial's config before the first trial starts.
+    """
+
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None  # key -> values; each combination a trial
+    random: _Trials | None = None  # this many trials drawn at random from `space`
+    sampler: Literal["random", "tpe"] | None = None  # with `trials`: random draws, or Optuna's TPE
+    trials: _Trials | None = None  # trials of `sampler`
+    space: dict[str, str] | None = None  # key -> loguniform(a, b) | uniform(a, b) | choice(x, y, ...)
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # of the random draws; null: draw one and record it
+    workers: Annotated[int, Field(ge=1, le=1024)] = 1  # trials at once on this machine
+    cluster: str | None = None  # tcp://HOST:PORT of a Dask scheduler: the trials run on its workers
+    retries: Annotated[int, Field(ge=0, le=100)] = 2  # more attempts for a trial whose worker or process was lost
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None  # BLAS threads per trial; null: the cores shared out
+
+
 class SequentialConfig(_Section):
     """``model:`` when its type is Sequential (the default): a stack of layers."""
 
@@ -114,6 +137,7 @@ class _TopLevel(_Section):
     optimizer: str | dict  # required: an optimizer name, or {type: <optimizer>, ...params}
     train: dict | None = None  # see TrainConfig; absent: all its defaults
     plugins: list[str] = []  # python files (relative to the config) or modules imported first
+    sweep: dict | None = None  # see SweepConfig
 
 
 # ---- the result ------------------------------------------------------------------------------
@@ -135,6 +159,7 @@ class Config:
     path: Path | None  # the config file, None for config_from_dict
     base_dir: Path  # folder that relative data and plugin paths start from
     locator: Locator = field(default=None, repr=False)  # where each value was written
+    sweep: SweepConfig | None = None  # the ``sweep:`` section; not part of what a run trains (see to_dict)
 
     def error(self, path: Key | str, message: str) -> ConfigError:
         """A ConfigError about the value at ``path``, placed at its file line or ``--set``.
@@ -227,9 +252,11 @@ def _build(data: Any, locator: Locator, problems: list[Problem], overrides: Iter
     model = _check_model(check, data["model"]) if isinstance(data.get("model"), (dict, str)) else None
     loss, optimizer = (check.component(kind, data[key], (key,)) if isinstance(data.get(key), (dict, str)) else None
                        for kind, key in (("losses", "loss"), ("optimizers", "optimizer")))
+    sweep = check.section(SweepConfig, data["sweep"], ("sweep",)) if isinstance(data.get("sweep"), dict) else None
     raise_problems(check.problems)
     seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
-    return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), path, base_dir, locator)
+    return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), path, base_dir, locator,
+                  sweep)
 
 
 def _check_data(check: Checker, cfg: DataConfig, raw: dict, base_dir: Path) -> None:
