@@ -170,34 +170,34 @@ def validate_trials(config_path: str | Path, seed: int, trials: list[dict[str, A
     the line of the sweep: section); others keep their place in the config, naming the trial.
     """
     by_key = {d.key: d for d in dims}
-    lines: dict[str, list[int]] = {}
+    lines: dict[tuple[str, bool], list[int]] = {}  # (problem, at the trial's own value) -> the trials it hits
     configs = []
     for number, values in enumerate(trials, start=first):
         overrides = trial_overrides(seed, values)
         try:
             configs.append(load_config(config_path, overrides))
         except ConfigError as err:
-            own = {text: key for text, key in zip(overrides[1:], values)}
+            own = dict(zip(overrides[1:], values))
             for problem in getattr(err, "problems", None) or []:
                 key = own.get(problem.mark.override)
                 if key is None:
-                    line = str(problem)
+                    line = (str(problem), False)
                 else:
-                    where = by_key[key].origin(values[key])
-                    line = f"{where}: {format_path(problem.path)}: {problem.message}"
+                    line = (f"{by_key[key].origin(values[key])}: {format_path(problem.path)}: {problem.message}", True)
                 lines.setdefault(line, []).append(number)
             if not getattr(err, "problems", None):
-                lines.setdefault(str(err), []).append(number)
+                lines.setdefault((str(err), False), []).append(number)
     if lines:
-        shown = [f"{line} (trial{'s' if len(ns) > 1 else ''} {_numbers(ns)}: {_values(trials[ns[0] - first])})"
-                 for line, ns in list(lines.items())[:_MAX_LISTED]]
+        shown = [f"{line} ({_numbers(ns)}" + ("" if own else f": {_values(trials[ns[0] - first])}") + ")"
+                 for (line, own), ns in list(lines.items())[:_MAX_LISTED]]
         more = len(lines) - len(shown)
         raise ConfigError("\n".join(shown + ([f"... and {more} more problems"] if more else [])))
     return configs
 
 
 def _numbers(ns: list[int]) -> str:
-    return ", ".join(map(str, ns[:8])) + (f" and {len(ns) - 8} more" if len(ns) > 8 else "")
+    listed = ", ".join(map(str, ns[:8])) + (f" and {len(ns) - 8} more" if len(ns) > 8 else "")
+    return f"trial{'s' if len(ns) > 1 else ''} {listed}"
 
 
 def _values(values: dict[str, Any]) -> str:

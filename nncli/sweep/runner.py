@@ -156,11 +156,11 @@ def resume_sweep(sweep_id: str, opts: SweepOptions | None = None, *, runs_dir: s
                  reporter: Reporter | None = None) -> SweepResult:
     """Continue a sweep: finished trials are kept, the others run (each resuming its run folder)."""
     opts = opts or SweepOptions()
-    folder = resolve_sweep(runs_dir, sweep_id)
-    record = folder.read()
-    if any(getattr(opts, name) for name in ("grid", "space")) or opts.random or opts.sampler or opts.trials:
+    if opts.grid or opts.space or opts.random is not None or opts.sampler or opts.trials is not None:
         raise RunError("a resumed sweep keeps its own trials: give --resume SWEEP_ID without --grid, --space, "
                        "--random, --sampler or --trials (start a new sweep to change them)")
+    folder = resolve_sweep(runs_dir, sweep_id)
+    record = folder.read()
     dims = [Dimension.from_json(d) for d in record.space]
     with _in_folder(record.cwd):
         todo = [t for t in record.trials if _rerun(t)]

@@ -22,6 +22,17 @@ __all__ = ["DaskExecutor", "CONNECT_TIMEOUT_S"]
 CONNECT_TIMEOUT_S = 20  # to reach the scheduler
 
 
+def _reachable(address: str) -> None:
+    """Open (and close) a TCP connection to the scheduler's host and port; OSError if nobody listens."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError("expected tcp://HOST:PORT")
+    socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S).close()
+
+
 class DaskExecutor:
     kind = "dask"
 
@@ -37,6 +48,7 @@ class DaskExecutor:
         if "://" not in address:
             raise NncliError(f"expected --cluster tcp://HOST:PORT (a Dask scheduler's address), found {address!r}")
         try:
+            _reachable(address)  # a refused connection says so at once (Dask would retry until its timeout)
             self.client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
             raise NncliError(f"cannot reach the Dask scheduler at {address} ({err}): start one with "
