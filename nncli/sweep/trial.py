@@ -119,15 +119,15 @@ def classify(result: ChildResult, run_dir: Path) -> TrialEnd:
     """What the exit of ``nncli train`` means (see its exit codes) for the trial in ``run_dir``."""
     info, code = read_info(run_dir), result.returncode
     status = (info or {}).get("status")
+    stopped_by_signal = code in _STOPPED_CODES or -code in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    if status in ("completed", "early_stopped") and (code == 0 or stopped_by_signal):
+        return TrialEnd(status, info=info)  # a stop that came after the run was recorded as finished
     if code == 0:
-        if status in ("completed", "early_stopped"):
-            return TrialEnd(status, info=info)
         return TrialEnd("failed", f"nncli train ended without a finished run folder (status {status!r})", info=info)
     if code == 1 and status == "failed":  # the loss became NaN or infinite: training again gives the same
         return TrialEnd("failed", (info or {}).get("error") or _message(result.stderr), info=info)
     if code == 2:  # bad input (a config that builds no model, data that does not fit): it stays bad
         return TrialEnd("failed", _message(result.stderr), info=info)
-    stopped_by_signal = code in _STOPPED_CODES or -code in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     if stopped_by_signal and result.stopped:
         return TrialEnd("interrupted", info=info)
     if code < 0 or stopped_by_signal:
