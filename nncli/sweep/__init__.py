@@ -5,12 +5,21 @@
     result.record.best_trial().run_id
 
 Each trial is an ordinary run folder; the sweep's record is ``runs/<sweep-id>/sweep.json``.
-Layers: sweep uses train (configs, run folders) and nothing below knows it.
+Layers: sweep uses train (configs, run folders) and nothing below knows it. The names below are
+imported on first use, so a trial's process (``python -m nncli.sweep.trial``) loads only what
+``nncli train`` needs.
 """
 
-from nncli.sweep.plan import SweepOptions
-from nncli.sweep.record import SweepRecord, TrialRecord, resolve_sweep
-from nncli.sweep.runner import Reporter, SweepResult, resume_sweep, run_sweep
+from __future__ import annotations
 
-__all__ = ["SweepOptions", "SweepRecord", "TrialRecord", "SweepResult", "Reporter", "run_sweep", "resume_sweep",
-           "resolve_sweep"]
+import importlib
+
+_EXPORTS = {"SweepOptions": "plan", "SweepRecord": "record", "TrialRecord": "record", "resolve_sweep": "record",
+            "SweepResult": "runner", "Reporter": "runner", "run_sweep": "runner", "resume_sweep": "runner"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nncli.sweep' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nncli.sweep.{_EXPORTS[name]}"), name)
