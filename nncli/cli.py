@@ -191,8 +191,9 @@ def sweep(
     """Train many variations of a config: a grid or random draws, on this machine or a Dask cluster.
 
     Every trial is an ordinary run in the runs folder; the sweep's record is runs/<sweep-id>/sweep.json.
-    Exit code 0 when every trial ended (completed or stopped early), 1 when some failed, 2 on bad
-    input, 130 when interrupted (143 for SIGTERM); continue with --resume SWEEP_ID.
+
+    Exit code 0 when every trial ended (completed or stopped early), 1 when some failed, 2 on bad input,
+    130 when interrupted (143 for SIGTERM); continue with --resume SWEEP_ID.
     """
     import sys
 

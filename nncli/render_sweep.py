@@ -19,9 +19,8 @@ def _value(v: float | None) -> str:
 
 
 def _overrides(values: dict[str, Any]) -> str:
-    from nncli.sweep.space import override_text
-
-    return " ".join(override_text(k, v) for k, v in values.items())
+    """``key=value`` pairs as people read them (a drawn float with 4 digits; sweep.json keeps it whole)."""
+    return " ".join(f"{k}={_cell(v)}" for k, v in values.items())
 
 
 def _summary(record) -> str:
@@ -111,12 +110,11 @@ def render_sweep(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    record, console = result.record, Console(highlight=False)
+    record, console = result.record, Console(highlight=False, soft_wrap=True)
     keys = list(dict.fromkeys(k for t in record.trials for k in t.overrides))
     arrow = "lower" if record.mode == "min" else "higher"
     table = Table(title=f"sweep {escape(record.sweep_id)}: {len(record.trials)} trials by best {record.monitor} "
                         f"({arrow} is better)", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("#", justify="right", no_wrap=True)
     table.add_column("trial", justify="right", no_wrap=True)
     for key in keys:
         table.add_column(escape(key), no_wrap=True)
@@ -124,12 +122,12 @@ def render_sweep(result) -> None:
     table.add_column(f"best {record.monitor}\n(epoch)", justify="right", no_wrap=True)
     table.add_column("attempts", justify="right", no_wrap=True)
     table.add_column("run", no_wrap=True)
-    for rank, t in enumerate(record.ranked(), start=1):
+    for t in record.ranked():
         best = t.best
         value = "-" if best is None or best.value is None else f"{best.value:.4g} ({best.epoch})"
         style = {"failed": "red", "interrupted": "yellow", "running": "yellow", "pending": "dim"}.get(t.status, "")
         status = t.status.replace("_", " ")
-        cells = [str(rank), str(t.trial), *[escape(_cell(t.overrides.get(k))) for k in keys],
+        cells = [str(t.trial), *[escape(_cell(t.overrides.get(k))) for k in keys],
                  f"[{style}]{status}[/]" if style else status, value, str(len(t.attempts)), escape(t.run_id)]
         table.add_row(*cells)
     _print_whole(console, table)

@@ -67,7 +67,7 @@ def test_resuming_a_finished_sweep_runs_nothing_and_prints_the_table_best_first(
     assert "0 to run" in proc.stdout
     record = sweep_record(folder / "runs", "s")
     by_value = sorted(record["trials"], key=lambda t: t["best"]["value"])
-    rows = [int(m.group(1)) for m in re.finditer(r"^\s*\d+\s+(\d+)\s+\S+\s+\d+\s+completed", proc.stdout, re.M)]
+    rows = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s+\S+\s+\d+\s+completed", proc.stdout, re.M)]
     assert rows == [t["trial"] for t in by_value]
     best = by_value[0]
     assert f"best: trial {best['trial']}" in proc.stdout and best["run_id"] in proc.stdout
