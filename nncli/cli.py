@@ -291,7 +291,8 @@ def plot(
         from nncli.sweep.plot import plot_sweep
 
         if len(run_ids) > 1:
-            raise NncliError(f"{sweeps[0]} is a sweep: plot it alone (nncli plot {sweeps[0]}), or name its trials' runs")
+            raise NncliError(f"{sweeps[0]} is a sweep: plot it alone (nncli plot {sweeps[0]}), or name the runs "
+                             "of its trials")
         typer.echo(str(plot_sweep(runs_dir, sweeps[0], out=out, metric=metric, best=best, log_y=log_y)))
         return 0
     from nncli.train.plot import plot_run_ids

@@ -84,7 +84,8 @@ def make_sweep_figure(record: SweepRecord, runs: Path, metric: str | None = None
     ax.grid(True, alpha=0.3)
     if log_y:
         ax.set_yscale("log")
-    ax.set_title(f"{name} of {len(curves)} trials" + (f", best {len(top)} by {record.monitor} in colour" if top else ""))
+    highlighted = f", best {len(top)} by {record.monitor} in colour" if top else ""
+    ax.set_title(f"{name} of {len(curves)} trials{highlighted}")
     if top:
         ax.legend(loc="best", fontsize="small")
     _draw_values(bars, record, ranked, colors)

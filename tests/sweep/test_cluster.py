@@ -1,4 +1,4 @@
-"""Sweeps on a real Dask cluster: files travel with the trials, run folders come back, a dead worker costs one attempt."""
+"""Sweeps on a real Dask cluster: files travel with trials, run folders come back, a dead worker costs an attempt."""
 
 from __future__ import annotations
 

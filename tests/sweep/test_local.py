@@ -38,7 +38,8 @@ def test_six_trials_two_at_a_time_each_equal_to_the_trial_trained_alone(swept):
     for p in alone:
         assert p.wait() == 0, p.communicate()
     for t in trials:
-        swept_rows, alone_rows = metrics_rows(folder / "runs" / t["run_id"]), metrics_rows(folder / "alone" / t["run_id"])
+        swept_rows = metrics_rows(folder / "runs" / t["run_id"])
+        alone_rows = metrics_rows(folder / "alone" / t["run_id"])
         assert len(swept_rows) == 12
         assert swept_rows == alone_rows, t["run_id"]  # bit for bit: the CSV holds every float's repr
     assert len({json.dumps(metrics_rows(folder / "runs" / t["run_id"])) for t in trials}) == 6  # six trainings

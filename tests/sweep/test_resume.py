@@ -38,7 +38,8 @@ def test_a_sweep_killed_mid_way_resumes_to_the_record_of_an_uninterrupted_sweep(
     kept = {t["run_id"]: (runs / t["run_id"] / "metrics.csv").stat().st_mtime_ns
             for t in left["trials"] if t["status"] == "completed"}
     assert len(kept) >= 2 and len(kept) < 6
-    cut = [t["trial"] for t in left["trials"] if t["status"] == "running" and (runs / t["run_id"] / "run.json").is_file()]
+    cut = [t["trial"] for t in left["trials"]
+           if t["status"] == "running" and (runs / t["run_id"] / "run.json").is_file()]
     assert cut  # a trial was cut mid-way (it had finished an epoch when the kill was aimed)
 
     proc = run("sweep", "--resume", "k", cwd=tmp_path, check_code=0)

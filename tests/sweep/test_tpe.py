@@ -8,7 +8,8 @@ from sweep_tools import run, sweep_record, tiny
 pytestmark = pytest.mark.slow
 optuna = pytest.importorskip("optuna")
 
-SPACE = ["--space", "optimizer.learning_rate=loguniform(1e-3, 0.3)", "--space", "model.layers[0].units=choice(4, 8, 16)"]
+SPACE = ["--space", "optimizer.learning_rate=loguniform(1e-3, 0.3)",
+         "--space", "model.layers[0].units=choice(4, 8, 16)"]
 
 
 def test_a_tpe_sweep_runs_its_trials_within_the_space(tmp_path):
