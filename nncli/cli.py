@@ -23,10 +23,12 @@ from nncli.render import (
     TrainProgress,
     grad_json,
     render_check,
+    render_config,
     render_entries,
     render_eval,
     render_grad,
     render_runs,
+    render_schema,
     render_train,
 )
 
@@ -34,9 +36,32 @@ app = typer.Typer(
     name="nncli",
     help="Train neural networks from YAML configs on a numpy tape-based autodiff engine.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # a bug shows a plain traceback; user errors never reach here
 )
+
+
+def _plain_metavar(param, ctx) -> str | None:
+    """What help shows after an option or argument: its METAVAR, its choices, or nothing for a flag.
+
+    Typer shows the Python type (``<bool>`` after a flag, ``<list[str]>``), which says nothing to a
+    user of a command line; every value-taking parameter here has a metavar instead.
+    """
+    if getattr(param, "is_flag", False) and not param.metavar:
+        return None
+    if param.metavar:  # an argument shows its metavar as its name already
+        return None if param.param_type_name == "argument" else param.metavar
+    descriptor = getattr(param, "type_descriptor", None)
+    if getattr(descriptor, "is_choice", False):  # such as --dtype float64|float32
+        return _TYPED_DISPLAY[type(param)](param, ctx).strip("<>")
+    return None
+
+
+_TYPED_DISPLAY = {}
+for _cls in (getattr(typer.core, "TyperArgument", None), getattr(typer.core, "TyperOption", None)):
+    if _cls is not None and hasattr(_cls, "display_type_rich"):
+        _TYPED_DISPLAY[_cls] = _cls.display_type_rich
+        _cls.display_type_rich = _plain_metavar
 
 
 def main() -> None:
@@ -44,16 +69,20 @@ def main() -> None:
     app()
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """Train neural networks from YAML configs on a numpy tape-based autodiff engine."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from nncli import __version__
 
         typer.echo(f"nncli {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Train neural networks from YAML configs on a numpy tape-based autodiff engine."""
 
 
 def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., int | None]], Callable[..., None]]:
@@ -85,14 +114,15 @@ class _Dtype(str, Enum):
 
 @_command()
 def grad(
-    expr: Annotated[str, typer.Argument(help="Expression, e.g. 'square(a*b + c)' or 'sum(x @ w, axis=0)'.")],
+    expr: Annotated[str, typer.Argument(metavar="EXPR",
+                                        help="Expression, e.g. 'square(a*b + c)' or 'sum(x @ w, axis=0)'.")],
     at: Annotated[Optional[list[str]], typer.Option(
         "--at", metavar="NAME=VALUE",
         help="A variable's value: a number, a nested list '[[1,2],[3,4]]', or randn(3,4) / rand(2).")] = None,
     wrt: Annotated[Optional[str], typer.Option(
         metavar="NAMES", help="Variables to differentiate, comma separated (default: all).")] = None,
     dtype: Annotated[_Dtype, typer.Option(help="Dtype of the values and the tape's computation.")] = _Dtype.float64,
-    seed: Annotated[int, typer.Option(help="Seed of randn/rand values.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of randn/rand values.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
 ) -> int:
     """Evaluate an expression; check the tape's gradients against central differences.
@@ -112,13 +142,15 @@ def grad(
 
 @_command()
 def train(
-    config: Annotated[str, typer.Argument(help="The YAML config file, e.g. configs/quickstart.yaml.")],
+    config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file, e.g. configs/quickstart.yaml.")],
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="Override a config value, e.g. model.layers[0].units=64.")] = None,
-    run_id: Annotated[Optional[str], typer.Option(help="Name of the run folder (default: <config>-<time>).")] = None,
-    runs_dir: Annotated[str, typer.Option(help="Folder holding the run folders.")] = "runs",
+    run_id: Annotated[Optional[str], typer.Option(
+        metavar="ID", help="Name of the run folder (default: <config>-<time>).")] = None,
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help="Folder holding the run folders.")] = "runs",
     resume: Annotated[Optional[str], typer.Option(
-        metavar="RUN_ID", help="Continue this run (or 'latest') in its folder, exactly where it stopped.")] = None,
+        metavar="RUN", help="Continue this run (an id, 'latest' or a run folder's path) exactly where it "
+                            "stopped.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder at the end.")] = False,
 ) -> int:
     """Train a model from a config; write runs/<run-id>/ (config, metrics, checkpoints, plot).
@@ -158,7 +190,8 @@ class _Sampler(str, Enum):
 @_command()
 def sweep(
     config: Annotated[Optional[str], typer.Argument(
-        help="The YAML config every trial starts from (its sweep: section may hold the options below).")] = None,
+        metavar="CONFIG", help="The YAML config every trial starts from (its sweep: section may hold the options "
+                                 "below).")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", metavar="KEY=[V1, V2]", help="Try each value of KEY, with every value of the other --grid keys: "
                                                "'optimizer.learning_rate=[0.001, 0.01]'.")] = None,
@@ -188,12 +221,12 @@ def sweep(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object at the end (the progress goes to stderr).")] = False,
 ) -> int:
-    """Train many variations of a config: a grid or random draws, on this machine or a Dask cluster.
+    """Train variations of a config (a grid, random draws) here or on a Dask cluster.
 
-    Every trial is an ordinary run in the runs folder; the sweep's record is runs/<sweep-id>/sweep.json.
-
-    Exit code 0 when every trial ended (completed or stopped early), 1 when some failed, 2 on bad input,
-    130 when interrupted (143 for SIGTERM); continue with --resume SWEEP_ID.
+    Every trial is an ordinary run in the runs folder; the sweep's record is
+    runs/<sweep-id>/sweep.json. Exit code 0 when every trial ended (completed or
+    stopped early), 1 when some failed, 2 on bad input, 130 when interrupted
+    (143 for SIGTERM); continue with --resume SWEEP_ID.
     """
     import sys
 
@@ -227,7 +260,7 @@ def sweep(
 
 @_command()
 def check(
-    config: Annotated[str, typer.Argument(help="The YAML config file to check.")],
+    config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file to check.")],
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
 ) -> int:
@@ -242,11 +275,47 @@ def check(
     return 0 if report.ok else 1
 
 
+@_command("config")
+def config_(
+    config: Annotated[Optional[str], typer.Argument(
+        metavar="CONFIG", help="The YAML config file (not needed with --schema).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
+    schema: Annotated[bool, typer.Option(
+        "--schema", help="List every key of the data, train and top-level sections instead.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="JSON: {key: {value, source}}, or with --schema a JSON Schema of the file.")] = False,
+) -> int:
+    """Print the resolved config, every default filled in, and where each value came from.
+
+    A source is a file and line (base files included), a --set override, or 'default'.
+    """
+    from nncli.errors import NncliError
+    from nncli.train.config import explain_config
+    from nncli.train.config.explain import json_schema, schema_rows
+
+    if schema:
+        if as_json:
+            typer.echo(json.dumps(json_schema(), indent=2))
+        else:
+            render_schema(schema_rows())
+        return 0
+    if config is None:
+        raise NncliError("expected a config file (nncli config CONFIG), or --schema for the keys a config takes")
+    explained = explain_config(config, set_ or [])
+    if as_json:
+        typer.echo(json.dumps(explained.to_dict(), indent=2))
+    else:
+        render_config(explained)
+    return 0
+
+
 @_command()
 def layers(
-    name: Annotated[Optional[str], typer.Argument(help="One entry to describe (default: list them all).")] = None,
+    name: Annotated[Optional[str], typer.Argument(
+        metavar="NAME", help="One entry to describe (default: list them all).")] = None,
     kind: Annotated[str, typer.Option(
-        help="Which registry: layers, losses, optimizers, schedules, activations, initializers, metrics, "
+        metavar="KIND", help="Which registry: layers, losses, optimizers, schedules, activations, initializers, metrics, "
              "models.")] = "layers",
 ) -> int:
     """List the registered layers (or other components) with their parameters and defaults."""
@@ -261,21 +330,21 @@ class _Checkpoint(str, Enum):
     last = "last"
 
 
-_RUNS_DIR_HELP = "Folder holding the run folders."
+_RUNS_DIR_HELP = "Folder holding the run folders (a run may also be named by its folder's path)."
 _CHECKPOINT_HELP = "Which checkpoint's weights to use: the best epoch's or the last one's."
 
 
 @_command()
 def plot(
     run_ids: Annotated[list[str], typer.Argument(
-        metavar="RUN_ID...", help="Runs to draw (ids or 'latest'); several are overlaid on the same axes.")],
+        metavar="RUN...", help="Runs to draw (ids, 'latest' or run folder paths); several are overlaid.")],
     metric: Annotated[Optional[str], typer.Option(
         metavar="NAME", help="Draw only this metric's panel (loss, accuracy, ...).")] = None,
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="Image to write: .png, .svg or .pdf (default: runs/<id>/loss.png, or "
                              "runs/compare-<ids>.png for several runs).")] = None,
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
-    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axes.")] = False,
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
+    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic loss axes.")] = False,
     smooth: Annotated[int, typer.Option(metavar="N", help="Moving average over N epochs.")] = 1,
     best: Annotated[int, typer.Option(metavar="K", help="For a sweep: the K best trials in colour.")] = 3,
 ) -> int:
@@ -303,7 +372,7 @@ def plot(
 
 @_command()
 def runs(
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (one object per run).")] = False,
 ) -> int:
     """List the runs, newest first: status, epochs, best validation loss, final metrics, duration."""
@@ -319,12 +388,12 @@ def runs(
 
 @_command("eval")
 def eval_(
-    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run: an id, 'latest', or a run folder's path.")],
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
     data: Annotated[Optional[str], typer.Option(
         metavar="PATH", help="A labelled data file (default: the run's validation part, rebuilt from its "
                              "config).")] = None,
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
 ) -> int:
     """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
@@ -340,13 +409,13 @@ def eval_(
 
 @_command()
 def predict(
-    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run: an id, 'latest', or a run folder's path.")],
     input_path: Annotated[str, typer.Argument(
         metavar="INPUT", help="A CSV with the run's feature columns (a target column is ignored), or .npy/.npz.")],
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="Write the CSV here (default: standard output).")] = None,
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
 ) -> int:
     """Predict with a run's model: class and probabilities (classification) or values, as CSV."""
     from nncli.train.inspect import predict_run

@@ -239,7 +239,10 @@ def render_entries(entries, kind: str, detailed: bool) -> None:
     console = Console(highlight=False)
     if detailed:
         entry = entries[0]
-        console.print(f"[bold]{entry['name']}[/] ({kind[:-1]}): {escape(entry['summary'])}")
+        singular = {"losses": "loss", "activations": "activation"}.get(kind, kind[:-1])
+        console.print(f"[bold]{entry['name']}[/] ({singular}): {escape(entry['summary'])}")
+        for paragraph in entry.get("description", []):
+            console.print(escape(paragraph))
         if entry["aliases"]:
             console.print(f"also named: {', '.join(entry['aliases'])}")
         table = Table("parameter", "type", "default")
@@ -254,7 +257,9 @@ def render_entries(entries, kind: str, detailed: bool) -> None:
     for entry in entries:
         params = ", ".join(p["name"] if p["default"] == "required" else f"{p['name']}={p['default']}"
                            for p in entry["params"])
-        table.add_row(entry["name"], escape(params), escape(entry["summary"]))
+        short = [a for a in entry["aliases"] if "_" not in a and a.lower() != entry["name"].lower()][:3]
+        names = entry["name"] + (f" [dim]({escape(', '.join(short))})[/]" if short else "")
+        table.add_row(names, escape(params), escape(entry["summary"]))
     console.print(table)
 
 
@@ -335,3 +340,71 @@ def render_eval(result: dict) -> None:
     for name, value in result["metrics"].items():
         table.add_row(name, "nan" if value is None else f"{value:.6g}")
     console.print(table)
+
+
+# -- config -----------------------------------------------------------------------------------
+def _yaml_value(value: Any) -> str:
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True).strip()
+    return text[:-3].rstrip() if text.endswith("\n...") or text.endswith("...") else text
+
+
+def _config_lines(explained) -> list[tuple[str, str | None]]:
+    """``(yaml line, origin or None)`` for each entry, nested as in the file, list items with '- '."""
+    lines: list[tuple[str, str | None]] = []
+    opened: set[tuple] = set()
+    for entry in explained.entries:
+        path = entry.path
+        for depth in range(len(path)):
+            prefix, part = path[: depth + 1], path[depth]
+            last = depth == len(path) - 1
+            if not last and prefix in opened:
+                continue
+            indent = "  " * depth  # two spaces a level; a list item's keys sit after its "- "
+            if isinstance(part, int):
+                opened.add(prefix)
+                continue  # the item's first key carries the "- "
+            item_start = depth > 0 and isinstance(path[depth - 1], int) and not any(
+                k[: depth] == path[:depth] for k in opened if len(k) == depth + 1)
+            shown_indent = indent[:-2] + "- " if item_start else indent
+            line = f"{shown_indent}{part}:" + (f" {_yaml_value(entry.value)}" if last else "")
+            lines.append((line, entry.origin if last else None))
+            opened.add(prefix)
+    return lines
+
+
+def render_config(explained) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    files = explained.files
+    bases = f" with its base files {', '.join(files[:-1])}" if len(files) > 1 else ""
+    console.print(f"[dim]# {escape(files[-1] if files else 'the config')}{escape(bases)}, resolved: the source "
+                  "of each value on its right[/]", soft_wrap=True)
+    lines = _config_lines(explained)
+    width = min(max((len(text) for text, origin in lines if origin), default=0) + 2, 56)
+    for text, origin in lines:
+        if origin is None:
+            console.print(escape(text))
+        else:
+            console.print(f"{escape(text.ljust(width))}[dim]# {escape(origin)}[/]", soft_wrap=True)
+
+
+def render_schema(rows: list[dict]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("key", "type", "default"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("description")
+    for row in rows:
+        table.add_row(escape(row["key"]), escape(row["type"]), escape(row["default"]), escape(row["description"]))
+    console.print(table)
+    console.print("Components (model.layers[i], model, loss, optimizer, optimizer.learning_rate) take the "
+                  "parameters of their class: nncli layers NAME --kind layers|models|losses|optimizers|schedules")

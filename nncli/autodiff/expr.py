@@ -167,6 +167,32 @@ def evaluate(expr: Expression | Node, env: Mapping[str, Any], dtype: Any = None)
 
 _OPS: dict[str, Any] = {}
 
+# Where each op with a restricted domain is defined (for "outside the domain" messages). A nan from
+# finite inputs is outside an op's domain; an inf is so only at a pole (log(0), x/0): an overflow
+# (exp(1000)) is a float's limit, reported by the gradient check as before.
+DOMAINS = {"log": "inputs > 0", "sqrt": "inputs >= 0", "div": "divisors other than 0",
+           "pow": "bases >= 0 unless the exponent is a whole number"}
+_POLES = ("log", "div")
+
+
+def domain_error(expr: Expression, env: Mapping[str, Any], dtype: Any = None) -> ExpressionError | None:
+    """The first op of ``expr`` that turns finite inputs into a non-finite result (``log(-1)``), as an
+    error with its column; ``None`` when every op stays finite (or the inputs were not finite).
+
+    >>> import nncli.autodiff as ad
+    >>> "outside the domain of log" in str(domain_error(parse("log(a)"), {"a": ad.Tensor(-1.0)}))
+    True
+    """
+    evaluator = _Evaluator(_op_table(), env, expr.text, np.dtype(dtype or np.float64))
+    evaluator.watch_domain = True
+    try:
+        with np.errstate(all="ignore"):
+            evaluator.run(expr.tree)
+    except ExpressionError as err:
+        if getattr(err, "domain", False):
+            return err
+    return None
+
 
 def _op_table() -> dict[str, Any]:
     """The fixed name -> function table, built from ALLOWED_OPS on first use."""
@@ -295,6 +321,7 @@ class _Evaluator:
     def __init__(self, ops: dict[str, Any], env: Mapping[str, Any], text: str | None, dtype: np.dtype):
         self.ops, self.env, self.text, self.dtype = ops, env, text, dtype
         self.as_tensor = ops["_as_tensor"]
+        self.watch_domain = False  # raise at the first op whose finite inputs give a non-finite result
 
     def run(self, node: Node) -> Any:
         if isinstance(node, Num):
@@ -316,6 +343,16 @@ class _Evaluator:
         size = getattr(out, "size", 0)
         if size > MAX_RESULT_ELEMENTS:
             raise self.error(node, f"{self.name(node)} gives {size:,} elements; at most {MAX_RESULT_ELEMENTS:,}")
+        if self.watch_domain and not _finite(out) and all(_finite(a) for a in args):
+            found = "nan" if _has_nan(out) else "inf"
+            if found == "inf" and node.op not in _POLES:
+                return out
+            where = DOMAINS.get(node.op)
+            err = self.error(node, f"{self.name(node)} gives {found} at these values: its input is outside the "
+                                   f"domain of {self.name(node)}" + (f" (defined for {where})" if where else "")
+                                   + "; choose --at values inside it", allowed=False)
+            err.domain = True
+            raise err
         return out
 
     def name(self, node: Call) -> str:
@@ -333,10 +370,28 @@ class _Evaluator:
             return self.as_tensor(float(node.value), self.dtype)
         return float(node.value) if call.op in _SYMBOLS else node.value
 
-    def error(self, node: Node, what: str) -> ExpressionError:
+    def error(self, node: Node, what: str, allowed: bool = True) -> ExpressionError:
         if self.text is None:
             return ExpressionError(what)
-        return _error(self.text, what, node.col)
+        return _error(self.text, what, node.col, allowed)
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_nan(v) for v in value)
+    arr = np.asarray(value)
+    return arr.dtype.kind in "fc" and bool(np.isnan(arr).any())
+
+
+def _finite(value: Any) -> bool:
+    """Whether a tensor, array or list of them holds only finite numbers (non-arrays count as finite)."""
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - not an array: nothing to check
+        return True
+    return arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
 
 
 _BROADCASTING = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "clip")
@@ -370,7 +425,7 @@ def _op_symbol(op: ast.AST) -> str:
     return symbols.get(type(op), type(op).__name__)
 
 
-def _error(text: str, what: str, col: int) -> ExpressionError:
+def _error(text: str, what: str, col: int, allowed: bool = True) -> ExpressionError:
     """An ExpressionError that echoes the expression's line with a caret under character ``col``."""
     lines = text.split("\n")
     row, start = 0, 0
@@ -385,4 +440,5 @@ def _error(text: str, what: str, col: int) -> ExpressionError:
         shown = ("..." if left else "") + shown[left : left + 100] + ("..." if left + 100 < len(shown) else "")
         left -= 3 if left else 0
     caret = " " * (inner - left) + "^"
-    return ExpressionError(f"{what}\n  {shown}\n  {caret}\nAllowed: {_ALLOWED_TEXT}", where=where)
+    tail = f"\nAllowed: {_ALLOWED_TEXT}" if allowed else ""
+    return ExpressionError(f"{what}\n  {shown}\n  {caret}{tail}", where=where)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.expr import Expression, evaluate, parse
+from nncli.autodiff.expr import Expression, domain_error, evaluate, parse
 from nncli.autodiff.values import parse_bindings
 from nncli.errors import ExpressionError
 
@@ -271,7 +271,10 @@ def check_expression(text: str, at: Sequence[str], *, wrt: Sequence[str] | None 
         once = max(min(times), 1e-6)
         affordable = int(TIME_BUDGET / (2 * once * len(wrt)))
         max_checks = max(1, min(max_checks, affordable))
-    with np.errstate(all="ignore"):  # a value outside the domain (log(-1)) is reported as nan, not warned
+    outside = domain_error(expr, {n: ad.Tensor(values[n], dtype=dtype) for n in names}, dtype)
+    if outside is not None:  # log(-1): bad input, not a gradient mismatch
+        raise outside
+    with np.errstate(all="ignore"):
         result = check_gradients(f, [values[n] for n in names], wrt=[names.index(n) for n in wrt], names=wrt,
                                  dtype=dtype, upstream="ones", seed=seed, atol=atol, rtol=rtol,
                                  max_checks=max_checks)

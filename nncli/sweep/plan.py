@@ -19,8 +19,9 @@ from typing import Any
 from nncli.errors import ConfigError
 from nncli.sweep.space import (Dimension, check_distinct, grid_dimension, grid_trials, override_text, parse_grid,
                                parse_space, random_trials, space_dimension)
-from nncli.train.config import MAX_TRIALS, Config, SweepConfig, load_config
-from nncli.train.yamlio import format_path
+from nncli.train.config import Config, load_config
+from nncli.train.config.marks import format_path
+from nncli.train.config.schema import MAX_TRIALS, SweepConfig
 
 __all__ = ["SweepOptions", "SweepPlan", "make_plan", "expand", "validate_trials", "trial_overrides"]
 

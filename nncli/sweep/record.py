@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nncli.errors import RunError
-from nncli.train.runs import atomic_write, check_run_id
+from nncli.train.runs import _is_path, atomic_write, check_run_id
 
 __all__ = ["SweepRecord", "TrialRecord", "Attempt", "Best", "SweepFolder", "resolve_sweep", "list_sweeps", "is_sweep",
            "trial_run_id", "new_sweep_id", "ENDED", "FINAL", "now"]
@@ -206,12 +206,21 @@ def list_sweeps(runs_dir: Path) -> list[Path]:
 
 
 def is_sweep(runs_dir: str | Path, sweep_id: str) -> bool:
-    return sweep_id != "latest" and (Path(runs_dir) / sweep_id / RECORD).is_file() and "/" not in sweep_id
+    """Whether ``sweep_id`` names a sweep: an id in ``runs_dir``, or a sweep folder's path."""
+    if _is_path(sweep_id):
+        return (Path(sweep_id).expanduser() / RECORD).is_file()
+    return sweep_id != "latest" and (Path(runs_dir) / sweep_id / RECORD).is_file()
 
 
 def resolve_sweep(runs_dir: str | Path, sweep_id: str) -> SweepFolder:
     """The folder of ``sweep_id`` (``latest``: the newest sweep), or a RunError naming close ids."""
     runs_dir = Path(runs_dir)
+    if _is_path(sweep_id):  # a sweep folder's path, from any runs folder (its trials are beside it)
+        path = Path(sweep_id).expanduser()
+        if (path / RECORD).is_file():
+            return SweepFolder(path)
+        raise RunError(f"no sweep at {sweep_id}: " + ("the folder has no sweep.json" if path.is_dir()
+                                                      else "no such folder"))
     sweeps = list_sweeps(runs_dir)
     if sweep_id == "latest":
         if not sweeps:

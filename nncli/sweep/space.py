@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from nncli.errors import ConfigError
-from nncli.train.yamlio import parse_key, parse_yaml
+from nncli.train.config.marks import parse_key
+from nncli.train.config.reader import parse_yaml
 
 __all__ = ["Dimension", "DISTRIBUTIONS", "parse_grid", "parse_space", "grid_dimension", "space_dimension",
            "grid_trials", "random_trials", "override_text", "check_key", "check_distinct", "yaml_flow"]

@@ -12,8 +12,9 @@ import numpy as np
 
 from nncli import nn
 from nncli.data import PreparedData, prepare_data
-from nncli.errors import ConfigError, LabelError, NncliError
+from nncli.errors import ConfigError, DataError, LabelError, NncliError
 from nncli.nn import registry
+from nncli.train.diagnose import check_loss_outputs, label_problem, named_param
 
 
 @dataclass
@@ -33,10 +34,10 @@ def _params(spec: dict) -> tuple[str, dict]:
 
 
 class LayerBuildError(ValueError):
-    """Layer ``index`` of a Sequential config could not be made."""
+    """Layer ``index`` of a Sequential config could not be made (``shape``: or not for this input shape)."""
 
-    def __init__(self, index: int, err: Exception):
-        self.index = index
+    def __init__(self, index: int, err: Exception, shape: tuple | None = None):
+        self.index, self.shape = index, shape
         super().__init__(str(err))
 
 
@@ -53,7 +54,19 @@ def build_model(model_spec: dict, dtype=None) -> nn.Model:
                 layers.append(nn.layer_from_config(spec))
             except (TypeError, ValueError) as err:
                 raise LayerBuildError(i, err) from None
-        return nn.Sequential(layers, input_shape=params.get("input_shape"))
+        model = nn.Sequential(layers)
+        if params.get("input_shape") is not None:
+            shape = tuple(params["input_shape"])
+            for i, layer in enumerate(layers):  # one by one, so that a shape error names its layer
+                try:
+                    if not layer.built:
+                        layer.build(shape)
+                    shape = layer.compute_output_shape(shape)
+                except (TypeError, ValueError) as err:
+                    raise LayerBuildError(i, err, shape) from None
+            model.input_shape = tuple(params["input_shape"])
+            model.build(model.input_shape)
+        return model
     cls = registry.get("models", kind)
     if dtype is not None:
         params["dtype"] = str(np.dtype(dtype))
@@ -75,14 +88,10 @@ def build_optimizer(optimizer_spec: dict):
 
 
 def build_metrics(names: list[str], loss) -> dict:
-    """``{name: metric}``; ``accuracy`` follows the loss's label kind, as in Keras."""
+    """``{name: metric}``, each reading labels as the loss does (label kind, logits), as in Keras."""
     from nncli.nn import metrics
 
-    out = {}
-    for name in names:
-        factory = registry.get("metrics", name)
-        out[name] = metrics.accuracy_for(loss, name) if factory is metrics.Accuracy else factory()
-    return out
+    return {name: metrics.get(name, loss=loss) for name in names}
 
 
 def output_units(model: nn.Model) -> int | None:
@@ -110,43 +119,58 @@ def build(cfg, with_data: bool = True) -> Parts:
     the data's shape against ``model.input_shape``, labels against the model's outputs.
     """
     nn.random.seed(cfg.seed)
-    try:
-        model = build_model(cfg.model)
-        loss = build_loss(cfg.loss)
-        optimizer = build_optimizer(cfg.optimizer)
-        metrics = build_metrics(cfg.train.metrics, loss)
-    except NncliError:
-        raise
-    except LayerBuildError as err:
-        raise cfg.error(f"model.layers[{err.index}]", f"the layer cannot be built: {err}") from None
-    except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
-        raise cfg.error("model", f"expected a model that fits in memory, found: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise cfg.error("model", f"the model cannot be built: {err}") from None
+    model = _made(cfg, "model", lambda: build_model(cfg.model))
+    loss = _made(cfg, "loss", lambda: build_loss(cfg.loss))
+    optimizer = _made(cfg, "optimizer", lambda: build_optimizer(cfg.optimizer))
+    metrics = _made(cfg, "train.metrics", lambda: build_metrics(cfg.train.metrics, loss))
+    units = output_units(model)
+    check_loss_outputs(cfg, loss, units)
     parts = Parts(model, loss, optimizer, metrics)
     if not with_data:
         return parts
     d = cfg.data
     source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
     labels = str(cfg.resolve_path(d.labels)) if d.labels else None
-    units = output_units(model)
-    try:
-        data = prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
+
+    def load(num_classes, validation_split=d.validation_split, test_split=d.test_split, normalize=d.normalize):
+        return prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
                             x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
-                            validation_split=d.validation_split, test_split=d.test_split,
-                            normalize=d.normalize, seed=cfg.seed, num_classes=num_classes_for(loss, units))
-    except LabelError as err:  # say which part of the config sets the number of classes
-        raise cfg.error(_last_units_path(cfg), f"the model has {units} outputs, but {err}") from None
+                            validation_split=validation_split, test_split=test_split,
+                            normalize=normalize, seed=cfg.seed, num_classes=num_classes)
+
+    try:
+        data = load(num_classes_for(loss, units))
+    except LabelError as err:  # say which part of the config is likely wrong: the loss, the target, the units
+        raise label_problem(cfg, err, num_classes_for(loss, units), lambda: load(None, 0.0, 0.0, "none")) from None
+    except DataError as err:
+        if d.target is not None and f"'{d.target}'" in str(err):  # the target column is not in the file
+            raise cfg.error("data.target", str(err)) from None
+        raise
     check_fit(cfg, model, loss, data, units)
     parts.data = data
     return parts
 
 
-def _last_units_path(cfg) -> str:
-    layers = cfg.model.get("layers")
-    if isinstance(layers, list) and layers:
-        return f"model.layers[{len(layers) - 1}]"
-    return "model"
+def _made(cfg, key: str, make):
+    """``make()``, with a failure placed at the config key (and parameter) it is about."""
+    try:
+        return make()
+    except NncliError:
+        raise
+    except LayerBuildError as err:
+        where = f"model.layers[{err.index}]"
+        spec = cfg.model["layers"][err.index]
+        if err.shape is None:
+            raise cfg.error(named_param(spec, str(err), where), f"the layer cannot be built: {err}") from None
+        source = "the model's input_shape" if err.index == 0 else (
+            f"the output of model.layers[{err.index - 1}], {cfg.model['layers'][err.index - 1]['type']}")
+        raise cfg.error(named_param(spec, str(err), where), f"{spec['type']} cannot be built for inputs of shape "
+                                                            f"{list(err.shape)} per sample ({source}): {err}") from None
+    except MemoryError as err:  # numpy refused an allocation: say so at the part, not in a traceback
+        raise cfg.error(key, f"expected a {key.split('.')[0]} that fits in memory, found: {err}") from None
+    except (TypeError, ValueError) as err:
+        spec = {"model": cfg.model, "loss": cfg.loss, "optimizer": cfg.optimizer}.get(key)
+        raise cfg.error(named_param(spec, str(err), key), f"the {key.split('.')[0]} cannot be built: {err}") from None
 
 
 def _builtin_names():

@@ -32,14 +32,14 @@ class EarlyStopping:
     monitor: str = "val_loss"
     patience: int = 5
     min_delta: float = 0.0
-    mode: str = "auto"  # auto: maximise names with "acc" in them, minimise the rest
+    mode: str = "auto"  # auto: maximise what its metric maximises (accuracy, f1, auc, r2), minimise the rest
 
 
-def better(mode: str, monitor: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
-    """Whether ``value`` improves on ``best`` for this monitor."""
+def better(mode: str, maximize: bool, value: float, best: float | None, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` improves on ``best``; ``maximize`` is the metric's own direction (for mode auto)."""
     if best is None:
         return not math.isnan(value)
-    maximise = mode == "max" or (mode == "auto" and "acc" in monitor)
+    maximise = mode == "max" or (mode == "auto" and maximize)
     return value > best + min_delta if maximise else value < best - min_delta
 
 
@@ -54,7 +54,8 @@ class TrainState:
     best_epoch: int | None = None
     es_best: float | None = None  # the early-stopping monitor's best value
     wait: int = 0  # epochs without improvement, for early stopping
-    sums: dict = field(default_factory=dict)  # per-sample sums of the unfinished epoch's loss and metrics
+    sums: dict = field(default_factory=dict)  # per-sample sums of the unfinished epoch's loss
+    metric_states: dict = field(default_factory=dict)  # the metrics' get_state() in the unfinished epoch
     seen: int = 0  # samples in those sums
     epoch_time: float = 0.0  # seconds spent in the unfinished epoch
     epoch_data_state: dict | None = None  # the shuffling state at the start of the unfinished epoch
@@ -129,13 +130,19 @@ class Trainer:
         self.optimizer.update(params, grads)
         return loss, predicts
 
-    def _metric_values(self, trues, predicts) -> dict[str, float]:
-        values = {}
-        for name, metric in self.metrics.items():
-            metric.reset_state()
+    def _update_metrics(self, trues, predicts) -> dict[str, float]:
+        """Add one batch to every metric; their values over all the batches since their reset.
+
+        A metric keeps its own state over the epoch (an F1 or an AUC is not a mean of batch values).
+        """
+        for metric in self.metrics.values():
             metric.update_state(trues, predicts)
-            values[name] = float(metric.result())
-        return values
+        return {name: float(metric.result()) for name, metric in self.metrics.items()}
+
+    def maximize(self, name: str) -> bool:
+        """Whether a larger ``name`` (``loss``, ``<metric>``, ``val_<metric>``) is better: its metric says."""
+        metric = self.metrics.get(name[4:] if name.startswith("val_") else name)
+        return bool(getattr(metric, "maximize", False))
 
     # -- the loop ------------------------------------------------------------
     def fit(self) -> str:
@@ -169,9 +176,13 @@ class Trainer:
         epoch = st.epoch + 1
         if st.batch == 0:  # a fresh epoch; else we resume inside one
             st.epoch_data_state = self.train_data.get_state()
-            st.sums, st.seen, st.epoch_time = {}, 0, 0.0
+            st.sums, st.seen, st.epoch_time, st.metric_states = {}, 0, 0.0, {}
         else:
             self.train_data.set_state(st.epoch_data_state)
+        for name, metric in self.metrics.items():
+            metric.reset_state()
+            if name in st.metric_states:
+                metric.set_state(st.metric_states[name])
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
         n_batches = len(self.train_data)
@@ -185,26 +196,27 @@ class Trainer:
             if not math.isfinite(value):
                 raise NonFiniteLoss(epoch, index + 1, value)
             n = len(inputs)
-            batch_logs = {"loss": value, **self._metric_values(trues, np.asarray(predicts))}
-            for name, v in batch_logs.items():
-                st.sums[name] = st.sums.get(name, 0.0) + v * n
+            metric_logs = self._update_metrics(trues, np.asarray(predicts))
+            st.metric_states = {name: metric.get_state() for name, metric in self.metrics.items()}
+            st.sums["loss"] = st.sums.get("loss", 0.0) + value * n
             st.seen += n
             st.step += 1
             st.batch = index + 1
             st.epoch_time = time.perf_counter() - start
             self.consistent = True
-            logs = {name: total / st.seen for name, total in st.sums.items()}
+            logs = {name: total / st.seen for name, total in st.sums.items()} | metric_logs
             for cb in self.callbacks:
                 cb.on_batch_end(self, epoch, index + 1, {**logs, "batches": n_batches})
             if self.stop_requested:
                 raise KeyboardInterrupt
         logs = {name: total / st.seen for name, total in st.sums.items()}
+        logs.update({name: float(metric.result()) for name, metric in self.metrics.items()})
         if self.validation is not None:
             logs.update({f"val_{k}": v for k, v in self.evaluate(*self.validation).items()})
         logs["lr"] = float(self.optimizer.current_learning_rate()) if hasattr(
             self.optimizer, "current_learning_rate") else float("nan")
         logs["time_s"] = time.perf_counter() - start
-        st.epoch, st.batch, st.sums, st.seen, st.epoch_time = epoch, 0, {}, 0, 0.0
+        st.epoch, st.batch, st.sums, st.seen, st.epoch_time, st.metric_states = epoch, 0, {}, 0, 0.0, {}
         self._track_best(epoch, logs)
         self.history.append({"epoch": epoch, **logs})
         for cb in self.callbacks:
@@ -213,7 +225,7 @@ class Trainer:
     def _track_best(self, epoch: int, logs: dict) -> None:
         st = self.state
         value = logs.get(self.monitor)
-        if value is not None and better("auto", self.monitor, value, st.best_value):
+        if value is not None and better("auto", self.maximize(self.monitor), value, st.best_value):
             st.best_value, st.best_epoch = value, epoch
         es = self.early_stopping
         if es is None:
@@ -221,7 +233,7 @@ class Trainer:
         monitored = logs.get(es.monitor)
         if monitored is None:
             return
-        if better(es.mode, es.monitor, monitored, st.es_best, es.min_delta):
+        if better(es.mode, self.maximize(es.monitor), monitored, st.es_best, es.min_delta):
             st.es_best = monitored
             st.wait = 0
         else:
@@ -230,12 +242,13 @@ class Trainer:
                 st.stopped_early = True
 
     def evaluate(self, x, y) -> dict[str, float]:
-        """Loss and metrics over ``(x, y)`` in inference mode, averaged over samples."""
-        sums: dict[str, float] = {}
+        """Loss (averaged over samples) and metrics (over all of them) of ``(x, y)`` in inference mode."""
+        total = 0.0
+        for metric in self.metrics.values():
+            metric.reset_state()
         for start in range(0, len(x), self.eval_batch_size):
             xb, yb = x[start:start + self.eval_batch_size], y[start:start + self.eval_batch_size]
             predicts = self.model(xb, training=False)
-            values = {"loss": float(self.loss(yb, predicts)), **self._metric_values(yb, np.asarray(predicts))}
-            for name, v in values.items():
-                sums[name] = sums.get(name, 0.0) + v * len(xb)
-        return {name: total / len(x) for name, total in sums.items()}
+            total += float(self.loss(yb, predicts)) * len(xb)
+            metric_values = self._update_metrics(yb, np.asarray(predicts))
+        return {"loss": total / len(x), **(metric_values if len(x) else {})}

@@ -12,145 +12,24 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
+import textwrap
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from nncli.errors import NncliError, RunError
-from nncli.train.runs import RunFolder, atomic_write, resolve_run
+from nncli.errors import NncliError
+from nncli.train.curves import (NOT_CURVES, RunCurves, diff_table, flatten_config, load_curves, metric_names,
+                                moving_average, natural_key)
+from nncli.train.runs import atomic_write, resolve_run
+
+__all__ = ["make_figure", "plot_runs", "plot_run_ids", "default_out", "load_curves", "flatten_config",
+           "diff_table", "moving_average", "RunCurves", "DPI", "PANEL_WIDTH", "PANEL_HEIGHT"]
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 120
 PANEL_WIDTH, PANEL_HEIGHT = 10.0, 4.0  # inches per row of panels (two panels share a row)
-NOT_CURVES = ("epoch", "lr", "time_s")
-MAX_DIFFS = 3  # config differences shown in a label
-
-
-@dataclass
-class RunCurves:
-    """What a plot needs from one run folder."""
-
-    run_id: str
-    columns: dict[str, np.ndarray]  # metrics.csv column -> float64 values (NaN where empty)
-    info: dict  # run.json
-    config: dict  # config.yaml as plain data
-
-    @property
-    def epochs(self) -> np.ndarray:
-        return self.columns["epoch"]
-
-
-def load_curves(path: str | Path) -> RunCurves:
-    """Read a run folder's metrics.csv, run.json and config.yaml (a RunError when there is nothing to plot)."""
-    run = RunFolder(Path(path))
-    if not (run.path / "run.json").is_file():
-        raise RunError(f"{run.path} is not a run folder: it has no run.json")
-    info, rows = run.read_json(), run.read_metrics()
-    if not rows:
-        raise RunError(f"run '{run.run_id}' has no epochs to plot yet: {run.path / 'metrics.csv'} is empty")
-    columns = {name: np.array([_float(r.get(name)) for r in rows], dtype=np.float64) for name in rows[0]}
-    if "epoch" not in columns or "loss" not in columns:
-        raise RunError(f"{run.path / 'metrics.csv'} has no epoch and loss columns; found {', '.join(columns)}")
-    try:
-        config = yaml.safe_load((run.path / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        config = {}
-    return RunCurves(run.run_id, columns, info, config if isinstance(config, dict) else {})
-
-
-def _float(value) -> float:
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
-# -- labels from config differences ---------------------------------------------------
-def flatten_config(data, prefix: str = "") -> dict[str, object]:
-    """Dotted keys for every leaf: ``{"optimizer.learning_rate": 0.01, "model.layers[0].units": 128}``.
-
-    Lists of plain values (``input_shape: [64]``) stay one leaf.
-
-    Example:
-        >>> flatten_config({"optimizer": {"type": "Adam", "learning_rate": 0.01}})
-        {'optimizer.type': 'Adam', 'optimizer.learning_rate': 0.01}
-    """
-    if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            out.update(flatten_config(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(data, list) and any(isinstance(v, (dict, list)) for v in data):
-        out = {}
-        for i, value in enumerate(data):
-            out.update(flatten_config(value, f"{prefix}[{i}]"))
-        return out
-    return {prefix: data}
-
-
-def _show(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(_show(v) for v in value) + "]"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def diff_labels(configs: list[dict], fallback: list[str]) -> list[str]:
-    """One label per config: the ``key=value`` pairs where it differs from the others.
-
-    Identical configs (or labels that would repeat) fall back to ``fallback`` (the run ids).
-
-    Example:
-        >>> diff_labels([{"lr": 0.1, "seed": 0}, {"lr": 0.01, "seed": 0}], ["a", "b"])
-        ['lr=0.1', 'lr=0.01']
-    """
-    flat = [flatten_config(c) for c in configs]
-    keys = list(dict.fromkeys(k for f in flat for k in f))  # first-seen order: the config's order
-    missing = object()
-    differing = [k for k in keys if len({repr(f.get(k, missing)) for f in flat}) > 1]
-    labels = []
-    for f, name in zip(flat, fallback):
-        parts = [f"{k}={_show(f[k]) if k in f else '(unset)'}" for k in differing[:MAX_DIFFS]]
-        if len(differing) > MAX_DIFFS:
-            parts.append(f"+{len(differing) - MAX_DIFFS} more")
-        labels.append(", ".join(parts) or name)
-    if len(set(labels)) < len(labels):
-        labels = [label if label == name else f"{label} ({name})" for label, name in zip(labels, fallback)]
-    return labels
-
-
-# -- curves ---------------------------------------------------------------------------
-def moving_average(y: np.ndarray, n: int) -> np.ndarray:
-    """Trailing mean over ``n`` points (fewer at the start), skipping NaNs, which stay NaN.
-
-    Example:
-        >>> moving_average(np.array([1.0, 3.0, 5.0]), 2).tolist()
-        [1.0, 2.0, 4.0]
-    """
-    if n <= 1 or not y.size:
-        return y
-    ok = np.isfinite(y)
-    sums, counts = np.cumsum(np.where(ok, y, 0.0)), np.cumsum(ok)
-    k = max(y.size - n, 0)  # windows ending at index >= n drop what came before them
-    sums = sums - np.concatenate([np.zeros(y.size - k), sums[:k]])
-    counts = counts - np.concatenate([np.zeros(y.size - k, dtype=counts.dtype), counts[:k]])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok & (counts > 0), sums / np.maximum(counts, 1), np.nan)
-
-
-def metric_names(runs: list[RunCurves]) -> list[str]:
-    """Panels: ``loss``, each metric (``accuracy`` covers ``val_accuracy``), ``lr`` when it varies."""
-    names = ["loss"]
-    for run in runs:
-        for col in run.columns:
-            base = col[4:] if col.startswith("val_") else col
-            if base not in NOT_CURVES and base not in names:
-                names.append(base)
-    if any(np.unique(r.columns["lr"][np.isfinite(r.columns["lr"])]).size > 1 for r in runs if "lr" in r.columns):
-        names.append("lr")  # a learning-rate schedule: show it
-    return names
+DIVERGED = 20.0  # a curve rising above this many times the typical starting value is clipped
+CELL_WIDTH = 22  # characters per line of a cell of the config-difference table
 
 
 def _panels(runs: list[RunCurves], metric: str | None) -> list[str]:
@@ -165,12 +44,15 @@ def _panels(runs: list[RunCurves], metric: str | None) -> list[str]:
 
 
 def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = False, smooth: int = 1):
-    """The matplotlib Figure of :func:`plot_runs`; one Axes per panel (``fig.axes``).
+    """The matplotlib Figure of :func:`plot_runs`; one Axes per panel (``fig.axes``, the table's last).
 
     One run: per panel a train line, a validation line (when recorded) and a vertical line at
     the best epoch; the panel of the monitored value also gets a marker on the best point.
-    Several runs: per panel and run a train line, a validation line and a best-epoch marker,
-    one colour per run, labelled by config differences in one legend below the panels.
+    Several runs (drawn in natural order of their ids): per panel and run a train line, a
+    validation line and a best-epoch marker, one colour per run; a table under the panels gives
+    each run's colour and the value of every config key that differs between the runs. In either
+    case a failed run ends with an x, a curve of one epoch is a marker, ``log_y`` applies to loss
+    panels, and a curve that diverges is clipped with a note instead of flattening the others.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -178,27 +60,31 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
 
     if not isinstance(smooth, int) or isinstance(smooth, bool) or smooth < 1:
         raise NncliError(f"--smooth must be a whole number of epochs >= 1, found {smooth!r}")
+    runs = sorted(runs, key=lambda r: natural_key(r.run_id))
     panels = _panels(runs, metric)
     ncols = 1 if len(panels) == 1 else 2
     nrows = math.ceil(len(panels) / ncols)
     many = len(runs) > 1
-    labels = diff_labels([r.config for r in runs], [r.run_id for r in runs]) if many else [runs[0].run_id]
-    legend_rows = math.ceil(len(runs) / _legend_columns(labels)) if many else 0
-    fig = Figure(figsize=(PANEL_WIDTH, PANEL_HEIGHT * nrows + 0.25 * legend_rows),
-                 dpi=DPI, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    keys, values = diff_table([r.config for r in runs]) if many else ([], [])
+    table_rows = _table_text(runs, keys, values) if many else []
+    table_height = 0.22 * sum(max(cell.count("\n") + 1 for cell in row) for row in table_rows) + 0.3 if many else 0
+    fig = Figure(figsize=(PANEL_WIDTH, PANEL_HEIGHT * nrows + table_height), dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(nrows + many, ncols, height_ratios=[PANEL_HEIGHT] * nrows + ([table_height] if many else []))
+    axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(panels))]
     colors = [f"C{i % 10}" for i in range(len(runs))]
     for ax, name in zip(axes, panels):
-        for run, color, label in zip(runs, colors, labels):
-            _draw_run(ax, run, name, color, label if many else None, smooth, many)
-        ax.set_title(_panel_title(runs[0], name, smooth))
+        drawn = [_draw_run(ax, run, name, color, smooth, many) for run, color in zip(runs, colors)]
+        if name != "lr":
+            _clip_diverged(ax, [c for curves in drawn for c in curves], log_y and name == "loss", _minimised(name))
+        ax.set_title(_panel_title(runs, name, smooth))
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate" if name == "lr" else name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        first, last = min(r.epochs.min() for r in runs), max(r.epochs.max() for r in runs)
+        if last - first < 2:  # one or two epochs: whole-epoch ticks, not 0.945 ... 1.05
+            ax.set_xlim(first - 0.5, last + 0.5)
         ax.grid(True, alpha=0.3)
-        if log_y:
+        if log_y and name == "loss":
             ax.set_yscale("log")
         if not many:
             ax.legend(loc="best", fontsize="small")
@@ -206,54 +92,166 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
         styles = [Line2D([], [], color="0.3", ls="-", label="train"),
                   Line2D([], [], color="0.3", ls="--", label="validation"),
                   Line2D([], [], color="0.3", ls="", marker="o", label="best epoch")]
+        if any(r.info.get("status") == "failed" for r in runs):
+            styles.append(Line2D([], [], color="0.3", ls="", marker="x", label="failed"))
         axes[0].legend(handles=styles, loc="best", fontsize="small")
-        handles = [Line2D([], [], color=c, lw=2, label=lab) for c, lab in zip(colors, labels)]
-        fig.legend(handles=handles, loc="outside lower center", fontsize="small", frameon=False,
-                   ncols=_legend_columns(labels))
+        _draw_table(fig.add_subplot(grid[nrows, :]), table_rows, colors, keys, table_height)
         sources = {str((r.info.get("data") or {}).get("source")) for r in runs}
         where = f" on {sources.pop()}" if len(sources) == 1 and "None" not in sources else ""
-        fig.suptitle(f"{len(runs)} runs{where}, labelled by what differs in their configs")
+        what = "what differs in their configs" if keys else "their ids (their configs are the same)"
+        fig.suptitle(f"{len(runs)} runs{where}, by {what}")
     else:
         fig.suptitle(_run_title(runs[0]))
     return fig
 
 
-def _legend_columns(labels: list[str]) -> int:
-    """All labels in one row when they fit across the figure, else two columns (one when long)."""
-    if sum(map(len, labels)) + 8 * len(labels) <= 140:
-        return len(labels)
-    return 1 if max(map(len, labels)) > 45 else 2
+def _minimised(name: str) -> bool:
+    """A panel of a value that diverges upwards: the loss, or a metric that is minimised (mse, mae)."""
+    from nncli.nn import registry
+
+    if name == "loss":
+        return True
+    metric = registry.lookup("metrics", name) if name not in NOT_CURVES else None
+    return metric is not None and not getattr(metric, "maximize", True)
 
 
-def _draw_run(ax, run: RunCurves, name: str, color: str, label: str | None, smooth: int, many: bool) -> None:
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, CELL_WIDTH, break_on_hyphens=False, break_long_words=False)) or text
+
+
+def _table_text(runs: list[RunCurves], keys: list[str], values: list[list[str]]) -> list[list[str]]:
+    header = ["", "run", *[_wrap(k) for k in keys]]
+    rows = [["━━", _wrap(r.run_id + (" (failed)" if r.info.get("status") == "failed" else "")), *map(_wrap, v)]
+            for r, v in zip(runs, values)]
+    return [header, *rows]
+
+
+def _draw_table(ax, rows: list[list[str]], colors: list[str], keys: list[str], height: float) -> None:
+    ax.axis("off")
+    table = ax.table(cellText=rows[1:], colLabels=rows[0], loc="upper center", cellLoc="left",
+                     colLoc="left", edges="horizontal")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    widths = [0.03, *([0.97 / (len(keys) + 1)] * (len(keys) + 1))]
+    for (row, col), cell in table.get_celld().items():
+        cell.set_width(widths[col])
+        lines = max(c.count("\n") + 1 for c in rows[row])
+        cell.set_height(0.22 * lines / height)
+        if row > 0 and col in (0, 1):
+            cell.get_text().set_color(colors[row - 1])
+            cell.get_text().set_fontweight("bold")
+        if row == 0:
+            cell.get_text().set_fontweight("bold")
+    ax.set_gid("table")
+
+
+def _draw_run(ax, run: RunCurves, name: str, color: str, smooth: int, many: bool) -> list[tuple]:
+    """Draw one run's curves of a panel; ``[(line, x, y, label)]`` of what was drawn."""
     x = run.epochs
     best = run.info.get("best") or {}
     monitor, best_epoch = best.get("monitor"), best.get("epoch")
+    failed = run.info.get("status") == "failed"
+    drawn = []
     for col, style, part in ((name, "-", "train"), (f"val_{name}", "--", "validation")):
         if col not in run.columns or not np.isfinite(run.columns[col]).any():
             continue
         y = moving_average(run.columns[col], smooth)
-        line_label = (label if part == "train" else None) if many else part
-        ax.plot(x, y, ls=style, color=color, lw=1.8, label=line_label, gid="curve")
+        finite = np.isfinite(y)
+        marker = "o" if finite.sum() == 1 else None  # one epoch: a point, not an invisible line
+        (line,) = ax.plot(x, y, ls=style, color=color, lw=1.8, marker=marker, ms=5,
+                          label=None if many else part, gid="curve")
+        drawn.append((line, x, y, run.run_id))
+        if failed:
+            last = np.flatnonzero(finite)[-1]
+            ax.plot([x[last]], [y[last]], marker="x", color=color, ms=9, mew=2, ls="", gid="failed")
         if many and best_epoch is not None and col == (f"val_{name}" if f"val_{name}" in run.columns else name):
             hit = np.flatnonzero(x == best_epoch)
             if hit.size:
                 ax.plot([best_epoch], [y[hit[0]]], marker="o", color=color, ms=6, ls="", gid="best")
     if many or best_epoch is None:
-        return
+        return drawn
     value = best.get("value")
     ax.axvline(best_epoch, color="0.4", ls=":", lw=1.2, gid="best",
                label=f"best epoch {best_epoch}" + (f" ({monitor} {value:.4g})" if value is not None else ""))
     if monitor in (name, f"val_{name}") and value is not None:
         ax.plot([best_epoch], [value], marker="o", color="C3", ms=7, ls="", gid="best")
+    return drawn
 
 
-def _panel_title(run: RunCurves, name: str, smooth: int) -> str:
+def _clip_diverged(ax, drawn: list[tuple], log: bool, upward: bool = True) -> None:
+    """Keep a diverging curve from flattening the others: clip the y axis beyond the rest, with a note.
+
+    A curve diverges when it goes beyond DIVERGED times the typical starting value (the lower
+    median of the curves' first values): upwards for a loss or an error, downwards (below minus
+    that, the typical value being at least 1) for a metric that is maximised, such as r2. The axis
+    then ends a little beyond everything else.
+    """
+    if not upward:  # the same rule on the mirrored values; log axes are for losses only
+        mirrored = [(line, x, -y, run_id) for line, x, y, run_id in drawn]
+        _clip_diverged(_Mirror(ax), mirrored, False, True)
+        return
+    firsts = sorted(y[np.isfinite(y)][0] for _, _, y, _ in drawn if np.isfinite(y).any())
+    if not firsts:
+        return
+    typical = abs(firsts[(len(firsts) - 1) // 2]) or 1.0
+    if isinstance(ax, _Mirror):
+        typical = max(typical, 1.0)
+    tops = [(np.nanmax(y), line, x, y, run_id) for line, x, y, run_id in drawn if np.isfinite(y).any()]
+    diverged = [t for t in tops if t[0] > DIVERGED * typical]
+    if not diverged:
+        return
+    rest = [t for t in tops if t[0] <= DIVERGED * typical]
+    top = max([t[0] for t in rest] + [typical])
+    bottom = min([np.nanmin(t[3]) for t in rest] + [min(firsts)])
+    if log and bottom > 0:
+        ax.set_ylim(bottom / 1.5, top * 1.5)
+    else:
+        pad = 0.08 * ((top - bottom) or abs(top) or 1.0)
+        ax.set_ylim(bottom - pad, top + pad)
+    limit = ax.get_ylim()[1]
+    peaks: dict[str, float] = {}
+    for peak, line, x, y, run_id in diverged:
+        out = np.flatnonzero(np.isfinite(y) & (y > limit))
+        if out.size:
+            ax.plot([x[out[0]]], [limit], marker="^", color=line.get_color(), ms=8, ls="", clip_on=False, gid="clipped")
+        peaks[run_id] = max(peak, peaks.get(run_id, peak))
+    notes = [f"{run_id} clipped: rises to {peak:.3g}" for run_id, peak in peaks.items()]
+    ax.text(0.99, 0.98, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
+            fontsize="small", color="0.25", gid="clip-note",
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+
+
+class _Mirror:
+    """An Axes seen upside down: what _clip_diverged does upwards, it does downwards."""
+
+    def __init__(self, ax):
+        self.ax, self.transAxes = ax, ax.transAxes
+
+    def set_ylim(self, bottom, top):
+        self.ax.set_ylim(-top, -bottom)
+
+    def get_ylim(self):
+        low, high = self.ax.get_ylim()
+        return -high, -low
+
+    def plot(self, x, y, **kwargs):
+        kwargs["marker"] = "v" if kwargs.get("marker") == "^" else kwargs.get("marker")
+        return self.ax.plot(x, [-v for v in y], **kwargs)
+
+    def text(self, x, y, text, **kwargs):
+        return self.ax.text(x, 1 - y, text.replace("rises to ", "falls to -"), **{**kwargs, "va": "bottom"})
+
+
+def _panel_title(runs: list[RunCurves], name: str, smooth: int) -> str:
     title = "learning rate" if name == "lr" else name
     if name == "loss":
-        loss = run.config.get("loss")
-        kind = loss.get("type") if isinstance(loss, dict) else loss
-        title = f"loss ({kind})" if kind else "loss"
+        kinds = []
+        for run in runs:
+            loss = run.config.get("loss")
+            kind = loss.get("type") if isinstance(loss, dict) else loss
+            if kind and kind not in kinds:
+                kinds.append(kind)
+        title = f"loss ({' | '.join(kinds)})" if kinds else "loss"
     return title + (f", moving average of {smooth} epochs" if smooth > 1 else "")
 
 

@@ -68,9 +68,24 @@ def list_runs(runs_dir: Path) -> list[Path]:
     return sorted(runs, key=lambda p: (created(p), p.name), reverse=True)
 
 
+def _is_path(run_id: str) -> bool:
+    """A run named by its folder (``other/runs/my-run``, ``./my-run``) rather than by its id."""
+    return "/" in run_id or os.sep in run_id or run_id in (".", "..") or run_id.startswith(("~", "./", "../"))
+
+
 def resolve_run(runs_dir: str | Path, run_id: str) -> Path:
-    """The folder of ``run_id`` (or of the newest run for ``latest``), or a RunError naming close ids."""
+    """The folder of ``run_id`` (or of the newest run for ``latest``), or a RunError naming close ids.
+
+    ``run_id`` may also be a run folder's path (``../other/runs/my-run``), from any runs folder.
+    """
     runs_dir = Path(runs_dir)
+    if _is_path(run_id):
+        path = Path(run_id).expanduser()
+        if path.is_dir() and (path / "run.json").is_file():
+            return path
+        what = "the folder has no run.json" if path.is_dir() else "no such folder"
+        raise RunError(f"no run at {run_id}: {what} (name a run by its id in {runs_dir}/, by 'latest', "
+                       "or by its folder's path)")
     runs = list_runs(runs_dir)
     if run_id == "latest":
         if not runs:
@@ -82,6 +97,8 @@ def resolve_run(runs_dir: str | Path, run_id: str) -> Path:
         return path
     if path.is_dir():
         raise RunError(f"{path} is not a run folder: it has no run.json")
+    if Path(run_id).is_dir() and (Path(run_id) / "run.json").is_file():
+        return Path(run_id)  # a run folder in the current folder, named as it is listed there
     ids = [p.name for p in runs]
     close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.4)
     hint = f" Closest: {', '.join(close)}." if close else (f" Runs: {', '.join(ids[:5])}." if ids else "")

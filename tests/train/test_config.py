@@ -347,3 +347,16 @@ def test_error_helper_places_later_problems(tmp_path):
         f"{tmp_path / 'cfg.yaml'}:8:29: model.layers[1].rate: expected rate < 1, found 1.5")
     assert str(cfg.error(("model", "layers", 2, "units"), "expected units > 0, found 0")).startswith(
         "--set model.layers[2].units=0: model.layers[2].units:")
+
+
+def test_plugins_are_imported_by_their_own_step_only_when_asked(tmp_path):
+    marker = tmp_path / "imported"
+    write(tmp_path, PLUGIN.replace("Gaussian", "Hiss") + f"open({str(marker)!r}, 'w').close()\n", "hiss.py")
+    text = GOOD.replace("{type: dropout, rate: 0.1}", "{type: Hiss, stddev: 1}") + "plugins: [hiss.py]\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, import_plugins=False)
+    assert not marker.exists()  # nothing ran
+    assert "model.layers[1].type: expected a layer name" in str(info.value)
+    assert "(the config lists plugins, which were not imported here)" in str(info.value)
+    assert load_config(path).model["layers"][1] == {"type": "Hiss", "stddev": 1} and marker.exists()

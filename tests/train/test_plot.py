@@ -8,7 +8,8 @@ import pytest
 from matplotlib.image import imread
 
 from nncli.errors import NncliError, RunError
-from nncli.train.plot import (DPI, PANEL_HEIGHT, PANEL_WIDTH, diff_labels, flatten_config, load_curves,
+from nncli.train.curves import RunCurves, natural_key
+from nncli.train.plot import (DPI, PANEL_HEIGHT, PANEL_WIDTH, diff_table, flatten_config, load_curves,
                               make_figure, moving_average, plot_run_ids, plot_runs)
 from nncli.train.session import train
 
@@ -103,11 +104,20 @@ def test_other_extensions_are_refused_with_the_allowed_ones(runs, tmp_path):
     assert not (tmp_path / "curves.jpg").exists()
 
 
-def test_several_runs_overlay_with_labels_from_config_differences(runs):
+def table_rows(fig):
+    """The cell texts of the config-difference table under a compare plot, row by row."""
+    ax = next(ax for ax in fig.axes if ax.get_gid() == "table")
+    cells = ax.tables[0].get_celld()
+    rows = 1 + max(r for r, _ in cells)
+    return [[cells[r, c].get_text().get_text().replace("\n", "") for c in range(1 + max(c for _, c in cells))]
+            for r in range(rows)]
+
+
+def test_several_runs_overlay_with_a_table_of_config_differences(runs):
     runs_dir, paths = runs
-    fig = make_figure([load_curves(paths["fast"]), load_curves(paths["slow"])])
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == ["optimizer.learning_rate=0.05, train.epochs=3", "optimizer.learning_rate=0.01, train.epochs=5"]
+    fig = make_figure([load_curves(paths["slow"]), load_curves(paths["fast"])])
+    assert table_rows(fig) == [["", "run", "optimizer.learning_rate", "train.epochs"],
+                               ["━━", "fast", "0.05", "3"], ["━━", "slow", "0.01", "5"]]  # natural order
     loss_ax = fig.axes[0]
     lines = curves(loss_ax)
     assert len(lines) == 4  # train + validation per run
@@ -153,11 +163,11 @@ def test_moving_average_matches_a_plain_loop():
         np.testing.assert_allclose(moving_average(y, n), expected)
 
 
-def test_labels_fall_back_to_ids_for_identical_configs_and_cap_the_differences():
-    assert diff_labels([{"a": 1}, {"a": 1}], ["run-a", "run-b"]) == ["run-a", "run-b"]
-    many = diff_labels([{"a": 1, "b": 1, "c": 1, "d": 1}, {"a": 2, "b": 2, "c": 2, "d": 2}], ["x", "y"])
-    assert many == ["a=1, b=1, c=1, +1 more", "a=2, b=2, c=2, +1 more"]
-    assert diff_labels([{"m": [{"u": 8}]}, {"m": [{"u": 8}, {"u": 2}]}], ["x", "y"]) == ["m[1].u=(unset)", "m[1].u=2"]
+def test_every_differing_key_is_in_the_table_and_none_for_identical_configs():
+    assert diff_table([{"a": 1}, {"a": 1}]) == ([], [[], []])
+    keys, values = diff_table([{"a": 1, "b": 1, "c": 1, "d": 1, "e": "x"}, {"a": 2, "b": 2, "c": 2, "d": 2, "e": "y"}])
+    assert keys == ["a", "b", "c", "d", "e"] and values == [["1", "1", "1", "1", "x"], ["2", "2", "2", "2", "y"]]
+    assert diff_table([{"m": [{"u": 8}]}, {"m": [{"u": 8}, {"u": 2}]}]) == (["m[1].u"], [["(unset)"], ["2"]])
     flat = flatten_config({"model": {"input_shape": [4], "layers": [{"type": "Dense", "units": 8}]}})
     assert flat == {"model.input_shape": [4], "model.layers[0].type": "Dense", "model.layers[0].units": 8}
 
@@ -173,3 +183,70 @@ def test_a_run_without_epochs_and_unknown_ids_are_clear_errors(runs, tmp_path):
     with pytest.raises(RunError, match="Closest: fast"):
         plot_run_ids(runs_dir, ["fats"])
     assert plot_run_ids(runs_dir, ["fast", "fast"], out=tmp_path / "one.svg") == tmp_path / "one.svg"
+
+
+# ---- compare plots fit for a report -----------------------------------------------------------------
+def fake_run(run_id, loss, val_loss=None, accuracy=None, status="completed", config=None):
+    """A run's curves as a plot reads them, without training (the values are what is being tested)."""
+    columns = {"epoch": np.arange(1, len(loss) + 1, dtype=np.float64), "loss": np.array(loss, dtype=np.float64)}
+    if val_loss is not None:
+        columns["val_loss"] = np.array(val_loss, dtype=np.float64)
+    if accuracy is not None:
+        columns["accuracy"] = np.array(accuracy, dtype=np.float64)
+    info = {"status": status, "epochs_done": len(loss), "epochs": len(loss), "best": {}}
+    return RunCurves(run_id, columns, info, config or {"loss": {"type": "MeanSquaredError"}, "id": run_id})
+
+
+def test_runs_are_drawn_in_natural_order_of_their_ids():
+    assert sorted(["run-10", "run-2", "run-1", "b"], key=natural_key) == ["b", "run-1", "run-2", "run-10"]
+    fig = make_figure([fake_run(i, [1.0, 0.5]) for i in ("run-10", "run-2", "run-1")])
+    assert [row[1] for row in table_rows(fig)[1:]] == ["run-1", "run-2", "run-10"]
+    assert [line.get_color() for line in curves(fig.axes[0])] == ["C0", "C1", "C2"]
+
+
+def test_the_loss_title_names_each_runs_own_loss():
+    huber = fake_run("b", [2.0, 1.0], config={"loss": {"type": "Huber"}})
+    assert make_figure([fake_run("a", [1.0, 0.5]), huber]).axes[0].get_title() == "loss (MeanSquaredError | Huber)"
+    assert make_figure([huber]).axes[0].get_title() == "loss (Huber)"
+
+
+def test_log_y_applies_to_loss_axes_only():
+    fig = make_figure([fake_run("a", [1.0, 0.5, 0.2], accuracy=[0.3, 0.6, 0.9]),
+                       fake_run("b", [1.0, 0.7, 0.4], accuracy=[0.2, 0.5, 0.7])], log_y=True)
+    loss_ax, acc_ax = fig.axes[:2]
+    assert (loss_ax.get_yscale(), acc_ax.get_yscale()) == ("log", "linear")
+
+
+def test_a_failed_run_is_marked_and_a_diverged_one_is_clipped_with_a_note():
+    healthy = fake_run("ok", [2.3, 1.2, 0.6, 0.3], val_loss=[2.2, 1.3, 0.7, 0.4])
+    diverged = fake_run("wild", [2.3, 40.0, 9e4, 3e8, np.nan], status="failed")
+    fig = make_figure([healthy, diverged])
+    ax = fig.axes[0]
+    bottom, top = ax.get_ylim()
+    assert 2.3 <= top < 3.5 and bottom < 0.3  # the healthy curves fill the panel
+    note = next(t for t in ax.texts if t.get_gid() == "clip-note").get_text()
+    assert note == "wild clipped: rises to 3e+08"
+    assert [tuple(m.get_xdata()) for m in ax.get_lines() if m.get_gid() == "clipped"] == [(2.0,)]
+    failed = [m for m in ax.get_lines() if m.get_gid() == "failed"]
+    assert len(failed) == 1 and failed[0].get_xdata()[0] == 4 and failed[0].get_marker() == "x"
+    assert table_rows(fig)[2][1] == "wild (failed)"
+    alone = make_figure([fake_run("steady", [2.3, 1.0, 0.5]), fake_run("calm", [2.0, 1.1, 0.9])]).axes[0]
+    assert not [t for t in alone.texts if t.get_gid() == "clip-note"]  # nothing diverged: nothing clipped
+
+
+def test_a_metric_that_is_maximised_is_clipped_downwards():
+    runs = [fake_run("ok", [1.0, 0.5, 0.3]), fake_run("bad", [1.0, 50.0, 9e9])]
+    for run, r2 in zip(runs, ([0.1, 0.6, 0.8], [0.0, -1e6, -1e12])):
+        run.columns["r2"] = np.array(r2)
+    r2_ax = make_figure(runs, metric="r2").axes[0]
+    bottom, top = r2_ax.get_ylim()
+    assert -2 < bottom < 0 and top < 1.5
+    assert "bad clipped: falls to -1e+12" in [t.get_text() for t in r2_ax.texts]
+
+
+def test_a_single_epoch_run_is_drawn_with_markers():
+    fig = make_figure([fake_run("one", [0.9], val_loss=[1.0]), fake_run("three", [1.0, 0.6, 0.4])])
+    one, one_val, three = curves(fig.axes[0])
+    assert one.get_marker() == "o" and one_val.get_marker() == "o" and three.get_marker() in (None, "None", "")
+    single = make_figure([fake_run("one", [0.9])]).axes[0]
+    assert single.get_xlim() == (0.5, 1.5)

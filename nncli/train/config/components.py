@@ -1,4 +1,4 @@
-"""Registry-driven checks of config components: parameters come from the registered class.
+"""Registry-driven checks of config components, for the validate step: parameters come from the class.
 
 A component (a layer, loss, optimizer, schedule, model, ...) is written as a name or as
 ``{type: Name, **params}``. Its parameters are checked against the ``__init__`` signature of the
@@ -24,7 +24,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, ValidationError
 
 from nncli.nn import registry
-from nncli.train.yamlio import Key, Locator, Problem, describe, unknown_key, validation_problems
+from nncli.train.config.marks import Key, Locator, Problem, describe, unknown_key
+from nncli.train.config.messages import validation_problems
 
 __all__ = ["Checker", "unknown_name"]
 
@@ -99,10 +100,10 @@ def _make_param(p: inspect.Parameter, hint) -> _Param:
     return _Param(adapter, p.default is p.empty, *_param_kind(p.name, tp))
 
 
-@functools.lru_cache(maxsize=None)
-def _signature(obj) -> dict[str, _Param]:
-    """Config parameters of a registered class: its ``__init__``, plus its parents' for ``**kwargs``."""
-    found: dict[str, _Param] = {}
+def _init_parameters(obj):
+    """``(parameter, type hint)`` for each config parameter of a class: its ``__init__``'s keyword
+    parameters, then its parents' while each passes ``**kwargs`` on (nearest definition first)."""
+    seen: set[str] = set()
     for klass in obj.__mro__ if inspect.isclass(obj) else ():
         init = vars(klass).get("__init__")
         if klass is object or init is None:
@@ -116,11 +117,17 @@ def _signature(obj) -> dict[str, _Param]:
         except Exception:  # a hint that names something not importable here
             hints = {}
         for p in parameters:
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
-                found[p.name] = _make_param(p, hints.get(p.name))
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in seen:
+                seen.add(p.name)
+                yield p, hints.get(p.name)
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
-    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(obj) -> dict[str, _Param]:
+    """Config parameters of a registered class, checked from their signature and type hints."""
+    return {p.name: _make_param(p, hint) for p, hint in _init_parameters(obj)}
 
 
 def unknown_name(kind: str, name: str) -> str:
@@ -146,12 +153,17 @@ class Checker:
     Args:
         locator: where each value of the config was written (for ``file:line:col``).
         problems: the list problems are appended to (kept as ``.problems``).
+        plugin_hint: added to every "unknown name" message (say, that the plugins were not imported).
 
     Example: ``Checker(Locator("<dict>"), []).component("losses", "mse", ("loss",))  # {"type": "MeanSquaredError"}``
     """
 
-    def __init__(self, locator: Locator, problems: list[Problem]):
-        self.locator, self.problems = locator, problems
+    def __init__(self, locator: Locator, problems: list[Problem], plugin_hint: str = ""):
+        self.locator, self.problems, self.plugin_hint = locator, problems, plugin_hint
+
+    def written(self, path: Key) -> bool:
+        """Whether the value at ``path`` was written (in a file or by ``--set``) rather than a default."""
+        return path in self.locator.values or self.locator.override_at(path) is not None
 
     def add(self, path: Key, message: str, at: Key | None = None, key: bool = False) -> None:
         self.problems.append(Problem(self.locator.at(path if at is None else at, key=key), path, message))
@@ -183,7 +195,7 @@ class Checker:
             return None
         obj = registry.lookup(kind, name)
         if obj is None:
-            self.add(type_path, unknown_name(kind, name))
+            self.add(type_path, unknown_name(kind, name) + self.plugin_hint)
             return None
         canonical = getattr(obj, "_registry_name", name)
         signature, out = _signature(obj), {"type": canonical}
@@ -219,6 +231,22 @@ class Checker:
                 self.add(path, "expected a number or a schedule mapping such as {type: ExponentialDecay, "
                                f"initial_learning_rate: 0.01, decay_steps: 1000, decay_rate: 0.9}}, found {value!r}")
             elif registry.lookup(kind, value) is None:
-                self.add(path, unknown_name(kind, value))
+                self.add(path, unknown_name(kind, value) + self.plugin_hint)
             return value
         return self.component(kind, value, path)
+
+
+_NOT_SHOWN = {"name", "trainable", "dtype"}  # every layer has them; a config rarely sets them
+
+
+def param_defaults(kind: str, name: str) -> dict[str, Any]:
+    """The parameters of a registered class that have a default, with that default (plain data only).
+
+    Example: ``param_defaults("optimizers", "Adam")["beta_1"]  # 0.9``
+    """
+    out: dict[str, Any] = {}
+    for p, _ in _init_parameters(registry.lookup(kind, name)):
+        if (p.default is not p.empty and p.name not in _NOT_SHOWN
+                and isinstance(p.default, (int, float, str, bool, type(None), tuple, list))):
+            out[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    return out
