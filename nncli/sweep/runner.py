@@ -172,7 +172,8 @@ def resume_sweep(sweep_id: str, opts: SweepOptions | None = None, *, runs_dir: s
                            f"it started with ({record.config} or a file it names changed); start a new sweep")
         configs[t.trial] = c
     executor_info = dict(record.executor)
-    cluster = opts.cluster if opts.cluster is not None else executor_info.get("address")
+    # --workers alone moves a sweep to this machine; --cluster moves it to a cluster; else where it ran
+    cluster = opts.cluster if opts.cluster is not None or opts.workers else executor_info.get("address")
     workers = opts.workers or executor_info.get("workers") or 1
     threads = opts.threads if opts.threads is not None else (executor_info.get("threads") if not opts.workers else None)
     if opts.retries is not None:

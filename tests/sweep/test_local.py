@@ -46,6 +46,7 @@ def test_six_trials_two_at_a_time_each_equal_to_the_trial_trained_alone(swept):
     # the run folder records what was run: the command of a plain nncli train
     info = json.loads((folder / "runs" / trials[1]["run_id"] / "run.json").read_text())
     assert info["argv"][:3] == ["nncli", "train", "tiny.yaml"] and "model.layers[0].units=8" in info["argv"]
+    assert info["blas"]["threads"] == threads  # each trial's run.json says what it was pinned to
 
 
 def test_json_output_and_the_record_agree(swept):
