@@ -161,7 +161,10 @@ def resume_sweep(sweep_id: str, opts: SweepOptions | None = None, *, runs_dir: s
                        "--random, --sampler or --trials (start a new sweep to change them)")
     folder = resolve_sweep(runs_dir, sweep_id)
     record = folder.read()
-    dims = [Dimension.from_json(d) for d in record.space]
+    dims = [Dimension.from_json(d, f"{folder.record_path}: space: {d['key']}") for d in record.space]
+    if not Path(record.cwd).is_dir():
+        raise RunError(f"cannot resume sweep {record.sweep_id}: it was started in {record.cwd}, which is gone "
+                       "(its trials run there, with the paths they were given)")
     with _in_folder(record.cwd):
         todo = [t for t in record.trials if _rerun(t)]
         checked = validate_trials(record.config, record.trial_seed, [t.overrides for t in todo], dims)

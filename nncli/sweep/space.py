@@ -67,8 +67,8 @@ class Dimension:
         return {"key": self.key, "kind": self.kind, "values": list(self.values)}
 
     @classmethod
-    def from_json(cls, data: dict) -> Dimension:
-        return cls(data["key"], data["kind"], tuple(data["values"]))
+    def from_json(cls, data: dict, where: str = "") -> Dimension:
+        return cls(data["key"], data["kind"], tuple(data["values"]), where)
 
 
 def yaml_flow(value: Any) -> str:

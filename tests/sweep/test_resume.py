@@ -71,9 +71,12 @@ def test_ctrl_c_or_sigterm_saves_what_finished_and_resume_continues(tmp_path, si
     assert "running trials save and stop" in out and "continue with nncli sweep --resume i" in out
     record = sweep_record(runs, "i")
     assert record["status"] == "interrupted"
-    stopped = [t for t in record["trials"] if t["status"] == "interrupted"]
-    assert stopped and all(t["status"] in ("interrupted", "completed", "pending") for t in record["trials"])
-    for t in stopped:  # each saved at a batch boundary: its run folder says so and can be resumed
+    assert all(t["status"] in ("interrupted", "completed", "pending") for t in record["trials"])
+    # each trial under way saved at a batch boundary: its run folder says so and can be resumed (one that
+    # was still starting stopped before it made a run folder)
+    stopped = [t for t in record["trials"] if t["status"] == "interrupted" and (runs / t["run_id"]).is_dir()]
+    assert stopped
+    for t in stopped:
         assert read_json(runs / t["run_id"] / "run.json")["status"] == "interrupted"
         assert t["attempts"][-1]["outcome"] == "interrupted"
     proc = run("sweep", "--resume", "i", cwd=tmp_path, check_code=0)
