@@ -19,6 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nncli.errors import NncliError
+from nncli.render_data import render_data, render_export
 from nncli.render import (
     TrainProgress,
     grad_json,
@@ -311,6 +312,24 @@ def config_(
 
 
 @_command()
+def data(
+    config: Annotated[str, typer.Argument(help="The YAML config file whose data to load.")],
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+) -> int:
+    """Load a config's data as train would and show it: parts, shapes, classes, feature ranges, time, memory."""
+    from nncli.train.datainfo import data_report
+
+    report = data_report(config, set_ or [])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render_data(report)
+    return 0
+
+
+@_command()
 def layers(
     name: Annotated[Optional[str], typer.Argument(
         metavar="NAME", help="One entry to describe (default: list them all).")] = None,
@@ -426,6 +445,32 @@ def predict(
     else:
         cols = preds.columns if len(preds.columns) <= 4 else [*preds.columns[:2], "...", preds.columns[-1]]
         typer.echo(f"wrote {len(preds.values)} predictions ({', '.join(cols)}) to {out}")
+    return 0
+
+
+class _Format(str, Enum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+
+
+@_command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    format_: Annotated[_Format, typer.Option(
+        "--format", help="onnx: the model with its input normalization, for onnxruntime and other runtimes; "
+                         "safetensors: the weights alone, named as a torch.nn.Sequential holds them.")],
+    checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
+    out: Annotated[Optional[str], typer.Option(
+        metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
+    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+) -> int:
+    """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
+
+    Exit code 2 when a layer has no counterpart in the format (it is named), or on bad input.
+    """
+    from nncli.train.export import export_run
+
+    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out))
     return 0
 
 

@@ -7,13 +7,19 @@
 """
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
+from nncli.data.csvfile import CsvTable, read_table
 from nncli.data.datasets import NDArrayDataset
 from nncli.data.loaders import LoadedData, load_csv, load_file, load_idx, load_inputs, load_npy_pair, load_npz, read_idx
+from nncli.data.mapped import MappedArray, MappedSamples
 from nncli.data.prepare import Normalizer, PreparedData, prepare_data
+from nncli.data.summary import summarize
 
 __all__ = [
     "BUILTIN_SETS",
+    "CsvTable",
     "LoadedData",
+    "MappedArray",
+    "MappedSamples",
     "NDArrayDataset",
     "Normalizer",
     "PreparedData",
@@ -26,4 +32,6 @@ __all__ = [
     "load_npz",
     "prepare_data",
     "read_idx",
+    "read_table",
+    "summarize",
 ]

@@ -16,7 +16,10 @@ class NDArrayDataset:
     uninterrupted run would have seen.
 
     Args:
-        inputs: array ``(n, ...)``; batches are cut along the first axis.
+        inputs: array ``(n, ...)``; batches are cut along the first axis. Anything with ``shape``,
+            ``len`` and indexing by slices and index arrays is used as it is, unread until
+            batches are taken: a ``np.memmap``, or the memory-mapped samples that
+            :func:`~nncli.data.prepare_data` makes of a large ``.npy`` file.
         tests: the matching targets ``(n, ...)``, or ``None``. Without targets every batch is
             ``(inputs_batch, None)``, so ``for x, y in dataset`` reads the same either way.
         batch_size: samples per batch; the last batch holds what is left over.
@@ -30,7 +33,7 @@ class NDArrayDataset:
     """
 
     def __init__(self, inputs, tests=None, batch_size: int = 32, shuffle: bool = True, seed=None):
-        inputs = np.asarray(inputs)
+        inputs = _samples(inputs)
         if inputs.ndim == 0:
             raise ValueError("inputs must have a first (sample) axis; got a scalar")
         if tests is not None:
@@ -66,8 +69,7 @@ class NDArrayDataset:
         order = self._rng.permutation(n)  # drawn when the epoch starts
         for start in range(0, n, size):
             index = order[start:start + size]  # one gather per array per batch
-            yield (np.take(self.inputs, index, axis=0),
-                   None if self.tests is None else np.take(self.tests, index, axis=0))
+            yield _gather(self.inputs, index), None if self.tests is None else _gather(self.tests, index)
 
     def get_state(self) -> dict:
         """The shuffling generator's state, as a JSON-serialisable dict (take it between epochs).
@@ -90,6 +92,18 @@ class NDArrayDataset:
         tests = None if self.tests is None else self.tests.shape
         return (f"NDArrayDataset(inputs={self.inputs.shape}, tests={tests}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, batches={len(self)})")
+
+
+def _samples(values):
+    """``values`` as it is when it can be cut into batches without reading it all, else an array."""
+    if isinstance(values, np.ndarray) or all(hasattr(values, a) for a in ("shape", "__len__", "__getitem__")):
+        return values
+    return np.asarray(values)
+
+
+def _gather(values, index: np.ndarray):
+    """Samples ``index`` of ``values``, in that order: one gather."""
+    return np.take(values, index, axis=0) if isinstance(values, np.ndarray) else values[index]
 
 
 def _copy_state(state: dict) -> dict:

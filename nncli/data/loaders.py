@@ -7,7 +7,6 @@ and name). Nothing is ever unpickled: numpy files load with ``allow_pickle=False
 
 from __future__ import annotations
 
-import csv
 import difflib
 import gzip
 import math
@@ -16,11 +15,12 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from nncli.data.csvfile import read_table
+from nncli.data.mapped import MappedArray
 from nncli.errors import DataError
 
 # IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
@@ -69,74 +69,6 @@ def did_you_mean(word: str, choices) -> str:
 # ----------------------------------------------------------------------------- CSV
 
 
-def _read_csv_table(path: Path, min_columns: int = 2) -> tuple[list[str], np.ndarray]:
-    """The header and every data cell as one float32 table ``(rows, columns)``."""
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(f"not UTF-8 text (bad byte at offset {err.start}); expected a CSV file", where) from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():  # tolerate blank lines at the end only
-        lines.pop()
-    if not lines:
-        raise DataError("the file is empty; expected a header row, then rows of numbers", where)
-    reader = csv.reader(lines)
-    try:
-        rows = list(reader)
-    except csv.Error as err:
-        raise DataError(f"row {reader.line_num}: {err}", where) from None
-    header = [name.strip() for name in rows[0]]
-    body = rows[1:]
-    ncols = len(header)
-    if ncols < min_columns:
-        raise DataError(
-            f"the header has {ncols} column ({rows[0][0]!r}); expected comma-separated "
-            "feature columns and a target column", where)
-    first: dict[str, int] = {}
-    for col, name in enumerate(header):
-        if name in first:
-            raise DataError(f"columns {first[name] + 1} and {col + 1} are both named '{name}'; "
-                            "column names must be unique", where)
-        first[name] = col
-    if not body:
-        raise DataError("no data rows after the header (line 1)", where)
-    lengths = np.fromiter(map(len, body), dtype=np.intp, count=len(body))
-    ragged = np.flatnonzero(lengths != ncols)
-    if ragged.size:
-        r = int(ragged[0])
-        raise DataError(f"row {r + 2}: expected {ncols} cells as in the header, found {lengths[r]}", where)
-    try:  # one conversion for the whole file; look for the culprit only when it fails
-        with np.errstate(over="ignore"):  # 1e39 becomes inf, reported below with its place
-            table = np.array(list(chain.from_iterable(body)), dtype=np.float32).reshape(len(body), ncols)
-    except ValueError:
-        _raise_bad_cell(body, header, where)
-    bad = ~np.isfinite(table)
-    if bad.any():
-        r, c = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a finite number, "
-                        f"found {body[r][c].strip()!r}", where)
-    return header, table
-
-
-def _raise_bad_cell(body: list[list[str]], header: list[str], where: str):
-    """Find the first cell that does not convert, and raise a DataError naming it."""
-    for r, row in enumerate(body):
-        try:
-            np.array(row, dtype=np.float32)
-            continue
-        except ValueError:
-            pass
-        for c, cell in enumerate(row):
-            try:
-                np.array(cell, dtype=np.float32)
-            except ValueError:
-                found = "an empty cell" if not cell.strip() else repr(cell.strip())
-                raise DataError(f"row {r + 2}, column {c + 1} ('{header[c]}'): expected a number, "
-                                f"found {found}", where) from None
-    raise DataError("a cell could not be read as a number", where)  # unreachable in practice
-
-
 def _column_index(header: list[str], name, where: str) -> int:
     if name not in header:
         raise DataError(f"no column named '{name}'.{did_you_mean(name, header)} "
@@ -144,12 +76,14 @@ def _column_index(header: list[str], name, where: str) -> int:
     return header.index(name)
 
 
-def load_csv(path, target: str | None = None):
+def load_csv(path, target: str | None = None, engine: str = "auto"):
     """Read a CSV file with a header row: every cell a number, one column the target.
 
     Args:
         path: the file.
         target: name of the target column; default the last column.
+        engine: the reader, ``auto`` (pyarrow when installed), ``arrow`` or ``python``; see
+            :mod:`nncli.data.csvfile`.
 
     Returns:
         ``(x float32 (n, features), y float32 (n,), feature_names, target_name)``.
@@ -159,26 +93,29 @@ def load_csv(path, target: str | None = None):
         >>> x.shape, target
         ((150, 4), 'label')
     """
-    x, y, names, target_name, _ = _load_csv(path, target)
+    x, y, names, target_name, _ = _load_csv(path, target, engine)
     return x, y, names, target_name
 
 
-def _load_csv(path, target):
-    """:func:`load_csv` plus the 0-based index of the target column."""
+def _load_csv(path, target, engine="auto"):
+    """:func:`load_csv` plus the 0-based index of the target column (in the file)."""
     path = _existing_file(path)
-    header, table = _read_csv_table(path)
-    t = len(header) - 1 if target is None else _column_index(header, target, str(path))
-    if t == len(header) - 1:
-        x = table[:, :-1]  # a view: no copy
-    else:
-        x = np.delete(table, t, axis=1)
-    return x, table[:, t], header[:t] + header[t + 1:], header[t], t
+    where: dict[str, int] = {}
+
+    def target_last(header):  # the table's columns: the features in file order, then the target
+        t = where["t"] = len(header) - 1 if target is None else _column_index(header, target, str(path))
+        return [c for c in range(len(header)) if c != t] + [t]
+
+    table = read_table(path, engine=engine, order=target_last)
+    names = table.header
+    return table.values[:, :-1], table.values[:, -1], names[:-1], names[-1], where["t"]
 
 
 # ----------------------------------------------------------------------------- numpy files
 
 
 _NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # .npy, .npz (zip), empty .npz
+MMAP_AUTO_BYTES = 256 << 20  # `memory_map: auto` maps .npy features files of this size and more
 
 
 def _check_npy_size(f, path: Path) -> None:
@@ -196,16 +133,25 @@ def _check_npy_size(f, path: Path) -> None:
                         f"but the file holds {have:,}", str(path))
 
 
-def _np_load(path: Path):
-    """``np.load`` without pickles, its failures turned into DataErrors."""
+def _numpy_magic(path: Path) -> bytes:
+    """The file's magic bytes, refusing anything but .npy and .npz (np.load would unpickle it)."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
-            if not magic.startswith(_NUMPY_MAGIC):  # np.load would take it for a pickle
-                raise DataError("is not .npy or .npz data (numpy would read it as a pickle, which is "
-                                "never loaded); expected numeric arrays saved with numpy", str(path))
-            if magic == _NUMPY_MAGIC[0]:
-                f.seek(0)
+    except OSError as err:
+        raise DataError(f"not a readable numpy file: {err}", str(path)) from None
+    for known in _NUMPY_MAGIC:
+        if magic.startswith(known):
+            return known
+    raise DataError("is not .npy or .npz data (numpy would read it as a pickle, which is "
+                    "never loaded); expected numeric arrays saved with numpy", str(path))
+
+
+def _np_load(path: Path):
+    """``np.load`` without pickles, its failures turned into DataErrors."""
+    try:
+        if _numpy_magic(path) == _NUMPY_MAGIC[0]:
+            with open(path, "rb") as f:
                 _check_npy_size(f, path)
         return np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -292,15 +238,27 @@ def load_npz(path, x_key: str = "x", y_key: str = "y") -> LoadedData:
     return LoadedData(x, y, where, where, f"array '{y_key}', index {{index}}")
 
 
-def load_npy_pair(features, labels) -> LoadedData:
+def load_npy_pair(features, labels, memory_map=False) -> LoadedData:
     """Read features from one ``.npy`` file and labels from another.
+
+    Args:
+        features, labels: the two files (the same number of samples).
+        memory_map: ``True`` maps the features file instead of reading it (``x`` is then a
+            :class:`~nncli.data.mapped.MappedArray` in the file's dtype, checked for NaN and inf
+            in one pass); ``"auto"`` maps files of at least ``MMAP_AUTO_BYTES``.
 
     Example:
         >>> load_npy_pair("x.npy", "y.npy").y.shape                  # doctest: +SKIP
         (100,)
     """
     fpath, lpath = _existing_file(features), _existing_file(labels)
-    x = _as_float32(_npy_array(fpath), str(fpath), "features")
+    if memory_map is True or (memory_map == "auto" and fpath.stat().st_size >= MMAP_AUTO_BYTES):
+        if _numpy_magic(fpath) != _NUMPY_MAGIC[0]:
+            raise DataError("is an .npz archive, expected a single .npy array", str(fpath))
+        x = MappedArray(fpath)
+        x.check_finite("features")
+    else:
+        x = _as_float32(_npy_array(fpath), str(fpath), "features")
     y = _as_float32(_npy_array(lpath), str(lpath), "labels")
     _check_counts(x, y, str(fpath), str(lpath))
     return LoadedData(x, y, f"{fpath} + {lpath}", str(lpath), "index {index}")
@@ -403,7 +361,8 @@ def _kind_or_raise(path) -> str:
     return kind
 
 
-def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y") -> LoadedData:
+def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y",
+              memory_map=False) -> LoadedData:
     """Read features and labels from a data file, choosing the reader by the file name.
 
     Args:
@@ -411,6 +370,8 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
         labels: the labels file for a ``.npy`` or IDX features file.
         target: the CSV target column (default the last column).
         x_key, y_key: the array names inside an ``.npz`` archive.
+        memory_map: for a ``.npy`` features file, see :func:`load_npy_pair` (``True`` is an
+            error for other kinds of file; ``"auto"`` leaves them alone).
 
     Example:
         >>> data = load_file("iris.csv", target="label")             # doctest: +SKIP
@@ -422,6 +383,9 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
         raise DataError(f"`target` names a CSV column, but this is a .{kind} file", str(path))
     if labels is not None and kind in ("csv", "npz"):
         raise DataError(f"a .{kind} file holds its own labels; `labels` is for .npy and IDX files", str(path))
+    if memory_map is True and kind != "npy":
+        raise DataError(f"`memory_map: true` maps .npy features files, but this is a{'n' if kind in 'idx' else ''} "
+                        f".{kind} file (use `auto` or `false`, or save the features with np.save)", str(path))
     if kind == "csv":
         x, y, names, target_name, t = _load_csv(path, target)
         return LoadedData(x, y, str(path), str(path), f"row {{row}}, column {t + 1} ('{target_name}')",
@@ -431,7 +395,7 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
     if kind == "npy":
         if labels is None:
             raise DataError("a .npy features file needs `labels`: the path of the labels .npy file", str(path))
-        return load_npy_pair(path, labels)
+        return load_npy_pair(path, labels, memory_map=memory_map)
     return load_idx(path, labels)
 
 
@@ -452,7 +416,8 @@ def load_inputs(path, *, feature_names=None, x_key: str = "x") -> np.ndarray:
     path = _existing_file(path)
     where = str(path)
     if kind == "csv":
-        header, table = _read_csv_table(path, min_columns=1)
+        csv_table = read_table(path, min_columns=1)
+        header, table = csv_table.header, csv_table.values
         if feature_names is None:
             return table
         columns = [_column_index(header, name, where) for name in feature_names]

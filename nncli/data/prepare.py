@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
 from nncli.data.loaders import did_you_mean, file_kind, is_number, is_positive_int, load_file
+from nncli.data.mapped import MappedArray, MappedSamples
 from nncli.errors import DataError, LabelError
 
 NORMALIZE_KINDS = ("none", "standard", "minmax")
+STATS_CHUNK_VALUES = 1 << 18  # values per chunk of Normalizer.fit: 1 MB of float32, 2 MB of float64
 
 
 class Normalizer:
@@ -35,16 +38,37 @@ class Normalizer:
         self.scale: np.ndarray | None = None  # (features...) float32
 
     def fit(self, x) -> Normalizer:
-        """Compute the statistics of ``x`` (samples along axis 0); returns ``self``."""
-        x = np.asarray(x)
-        if self.kind == "standard":
-            shift = x.mean(axis=0, dtype=np.float64)  # accumulate in float64 for accuracy
-            scale = x.std(axis=0, dtype=np.float64)
-        elif self.kind == "minmax":
-            shift = x.min(axis=0)
-            scale = x.max(axis=0) - shift
-        else:
+        """Compute the statistics of ``x`` (samples along axis 0); returns ``self``.
+
+        ``x`` is an array or anything sliceable into float32 rows (a memory-mapped
+        :class:`~nncli.data.mapped.MappedSamples`): the statistics are accumulated over chunks of
+        rows in float64 (means and squared deviations combined per chunk, Chan et al.), so an
+        array and a map of the same samples give the same statistics, bit for bit.
+        """
+        if self.kind == "none":
             return self
+        n = len(x)
+        step = max(1, STATS_CHUNK_VALUES // max(math.prod(x.shape[1:]), 1))
+        count, mean, m2, low, high = 0, 0.0, 0.0, None, None
+        for start in range(0, n, step):
+            chunk = np.asarray(x[start:start + step], dtype=np.float32)  # (rows, features...)
+            if self.kind == "minmax":
+                c_low, c_high = chunk.min(axis=0), chunk.max(axis=0)
+                low = c_low if low is None else np.minimum(low, c_low)
+                high = c_high if high is None else np.maximum(high, c_high)
+                continue
+            c_n = len(chunk)
+            c_mean = chunk.mean(axis=0, dtype=np.float64)  # accumulate in float64 for accuracy
+            deviations = chunk - c_mean  # float64: the float32 chunk minus a float64 mean
+            c_m2 = np.square(deviations, out=deviations).sum(axis=0)
+            delta, total = c_mean - mean, count + c_n
+            mean = mean + delta * (c_n / total)
+            m2 = m2 + c_m2 + np.square(delta) * (count * c_n / total)
+            count = total
+        if self.kind == "standard":
+            shift, scale = mean, np.sqrt(m2 / max(count, 1))
+        else:
+            shift, scale = low, high - low
         self.shift = np.asarray(shift, dtype=np.float32)
         scale = np.asarray(scale, dtype=np.float32)
         self.scale = np.where(scale > np.finfo(np.float32).tiny, scale, np.float32(1.0))
@@ -94,6 +118,8 @@ class PreparedData:
 
     ``y_*`` are int64 ``(n,)`` for classification (``num_classes`` given) and float32 ``(n, 1)``
     or ``(n, ...)`` for regression; ``x_val`` / ``x_test`` are ``None`` when their split is 0.
+    From a memory-mapped ``.npy`` file the ``x_*`` are :class:`~nncli.data.mapped.MappedSamples`
+    (read and normalized batch by batch) instead of arrays; ``mapped`` is then that file.
     """
 
     x_train: np.ndarray
@@ -108,6 +134,8 @@ class PreparedData:
     source_desc: str
     input_shape: tuple[int, ...] = ()
     feature_names: list[str] | None = None
+    mapped: MappedArray | None = None
+    raw: np.ndarray | MappedSamples | None = None  # every sample as loaded (keep_raw=True), in file order
 
 
 def _check_labels(y: np.ndarray, num_classes: int, where, source_desc: str) -> np.ndarray:
@@ -140,12 +168,13 @@ def _split_sizes(n: int, validation_split: float, test_split: float, source_desc
     return n_val, n_test
 
 
-def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed):
+def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed, memory_map):
     """``(x, y, source_desc, where(i), feature_names)`` for a built-in name or a file path."""
     if source in BUILTIN_SETS:
-        for name, value in (("labels", labels), ("target", target)):
-            if value is not None:
-                kind = "names a CSV column" if name == "target" else "is for .npy and IDX files"
+        for name, value in (("labels", labels), ("target", target), ("memory_map", memory_map or None)):
+            if value is not None and value != "auto":
+                kind = {"target": "names a CSV column", "labels": "is for .npy and IDX files",
+                        "memory_map": "maps .npy files"}[name]
                 raise DataError(f"data.{name} {kind}, but the source is the built-in set '{source}'")
         x, y = load_builtin(source, seed=seed, samples=samples, noise=noise)
         return x, y, f"built-in set '{source}'", lambda i: f"built-in set '{source}', sample {i}", None
@@ -157,13 +186,13 @@ def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise,
         if value is not None:
             raise DataError(f"data.{name} applies to generated built-in sets only, not to files", str(path))
     lpath = None if labels is None else Path(base_dir) / Path(str(labels)).expanduser()
-    data = load_file(path, labels=lpath, target=target, x_key=x_key, y_key=y_key)
+    data = load_file(path, labels=lpath, target=target, x_key=x_key, y_key=y_key, memory_map=memory_map)
     return data.x, data.y, data.source_desc, data.label_where, data.feature_names
 
 
 def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y_key="y", samples=None,
                  noise=None, validation_split=0.2, test_split=0.0, normalize="none", seed=0,
-                 num_classes=None) -> PreparedData:
+                 num_classes=None, memory_map=False, keep_raw=False) -> PreparedData:
     """Load a data source, check its labels, split it (seeded) and normalize it.
 
     Args:
@@ -174,6 +203,10 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
         normalize: ``'none'``, ``'standard'`` or ``'minmax'``, fitted on the training part only.
         seed: seeds the generated sets and the split.
         num_classes: for classification: labels must be integers in ``[0, num_classes)``.
+        memory_map: for a ``.npy`` features file: ``True`` reads samples from a memory map as
+            they are needed (for data larger than memory), ``"auto"`` does so for files of at least
+            ``MMAP_AUTO_BYTES``, ``False`` reads the file into memory. Same batches either way.
+        keep_raw: also keep every sample as loaded, before splitting and normalizing, in ``raw``.
 
     Example:
         >>> data = prepare_data(source="iris", normalize="standard", num_classes=3)
@@ -184,9 +217,12 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
     normalizer = Normalizer(normalize)
     if num_classes is not None and not is_positive_int(num_classes):
         raise DataError(f"num_classes must be a positive integer, found {num_classes!r}")
-    x, y, desc, where, names = _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed)
-    if x.ndim == 1:
+    x, y, desc, where, names = _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise, seed,
+                                            memory_map)
+    mapped = x if isinstance(x, MappedArray) else None
+    if x.ndim == 1 and mapped is None:
         x = x[:, None]  # one feature per sample
+    sample_shape = tuple(x.shape[1:]) or (1,)
     if num_classes is not None:
         y = _check_labels(y, int(num_classes), where, desc)
     else:
@@ -196,15 +232,30 @@ def prepare_data(*, source, base_dir=".", labels=None, target=None, x_key="x", y
     n_val, n_test = _split_sizes(x.shape[0], validation_split, test_split, desc)
     order = np.random.default_rng(seed).permutation(x.shape[0])
     test, val, train = np.split(order, [n_test, n_test + n_val])
-    x_train = np.take(x, train, axis=0)
-    normalizer.fit(x_train)
 
-    def held_out(index):  # one gather per array, scaled with the training statistics
-        if not index.size:
-            return None, None
-        return normalizer.transform(np.take(x, index, axis=0)), np.take(y, index, axis=0)
+    if mapped is not None:  # views of the map, read and scaled batch by batch
+        normalizer.fit(MappedSamples(mapped, train, None, sample_shape))
+        mapped.release()
 
-    return PreparedData(normalizer.transform(x_train), np.take(y, train, axis=0), *held_out(val),
-                        *held_out(test), normalizer,
-                        num_features=int(np.prod(x.shape[1:])), num_classes=num_classes, source_desc=desc,
-                        input_shape=tuple(x.shape[1:]), feature_names=names)
+        def part(index):
+            return MappedSamples(mapped, index, normalizer, sample_shape) if index.size else None
+
+        x_train, x_val, x_test = part(train), part(val), part(test)
+    else:
+        x_train = np.take(x, train, axis=0)
+        normalizer.fit(x_train)
+        x_train = normalizer.transform(x_train)
+
+        def part(index):  # one gather per array, scaled with the training statistics
+            return normalizer.transform(np.take(x, index, axis=0)) if index.size else None
+
+        x_val, x_test = part(val), part(test)
+
+    def labels_of(index):
+        return np.take(y, index, axis=0) if index.size else None
+
+    return PreparedData(x_train, labels_of(train), x_val, labels_of(val), x_test, labels_of(test), normalizer,
+                        num_features=int(np.prod(sample_shape)), num_classes=num_classes, source_desc=desc,
+                        input_shape=sample_shape, feature_names=names, mapped=mapped,
+                        raw=(MappedSamples(mapped, np.arange(len(mapped)), None, sample_shape) if mapped is not None
+                             else x) if keep_raw else None)

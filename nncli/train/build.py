@@ -126,9 +126,19 @@ def build(cfg, with_data: bool = True) -> Parts:
     units = output_units(model)
     check_loss_outputs(cfg, loss, units)
     parts = Parts(model, loss, optimizer, metrics)
-    if not with_data:
-        return parts
+    if with_data:
+        parts.data = build_data(cfg, parts)
+    return parts
+
+
+def build_data(cfg, parts: Parts, keep_raw: bool = False) -> PreparedData:
+    """The config's data, prepared for the built model and loss (checked against both).
+
+    ``keep_raw`` keeps the samples as loaded too (see :func:`~nncli.data.prepare_data`).
+    """
     d = cfg.data
+    model, loss = parts.model, parts.loss
+    units = output_units(model)
     source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
     labels = str(cfg.resolve_path(d.labels)) if d.labels else None
 
@@ -136,7 +146,8 @@ def build(cfg, with_data: bool = True) -> Parts:
         return prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
                             x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
                             validation_split=validation_split, test_split=test_split,
-                            normalize=normalize, seed=cfg.seed, num_classes=num_classes)
+                            normalize=normalize, seed=cfg.seed, num_classes=num_classes,
+                            memory_map=d.memory_map, keep_raw=keep_raw)
 
     try:
         data = load(num_classes_for(loss, units))
@@ -147,8 +158,7 @@ def build(cfg, with_data: bool = True) -> Parts:
             raise cfg.error("data.target", str(err)) from None
         raise
     check_fit(cfg, model, loss, data, units)
-    parts.data = data
-    return parts
+    return data
 
 
 def _made(cfg, key: str, make):

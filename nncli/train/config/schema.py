@@ -50,6 +50,9 @@ class DataConfig(_Section):
         "none", description="feature scaling, fitted on the training part only")
     batch_size: _Count = Field(32, description="samples per training step")
     shuffle: bool = Field(True, description="reshuffle the training samples every epoch")
+    memory_map: bool | Literal["auto"] = Field(
+        "auto", description="a .npy features file is read batch by batch from a memory map: true, false, or auto "
+                            "(files of 256 MB and more)")
 
     def has_validation(self) -> bool:
         """Whether training gets a validation part (and so logs val_loss and val_<metric>)."""
