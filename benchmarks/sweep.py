@@ -12,8 +12,8 @@ each, no early stopping, so every trial does the same work). Each round times, w
 - ``nncli sweep --workers 1`` (the sweep's own overhead, one trial at a time with all cores);
 - ``nncli sweep --workers 2`` (two trials at once, one BLAS thread each on two cores).
 
-The modes take turns within a round, so a load spike from other work hits all of them; the
-table gives each mode's median and minimum over the rounds, the ratio of the medians, and the
+The modes take turns within a round, each round starting with the next one, so neither a load
+spike nor a load that falls or rises over the rounds favours one of them; the table gives each mode's median and minimum over the rounds, the ratio of the medians, and the
 load average before and after, since other users of the machine change everything here.
 """
 
@@ -88,10 +88,12 @@ def main() -> int:
     times: dict[str, list[float]] = {"one after another": [], "sweep --workers 1": [], "sweep --workers 2": []}
     for r in range(args.rounds):
         folder = Path(tempfile.mkdtemp(prefix="nncli-bench-sweep-"))
+        modes = [("one after another", lambda: one_after_another(folder, args.epochs)),
+                 ("sweep --workers 1", lambda: swept(folder, args.epochs, 1, f"w1-{r}")),
+                 ("sweep --workers 2", lambda: swept(folder, args.epochs, 2, f"w2-{r}"))]
         try:
-            times["one after another"].append(one_after_another(folder, args.epochs))
-            times["sweep --workers 1"].append(swept(folder, args.epochs, 1, f"w1-{r}"))
-            times["sweep --workers 2"].append(swept(folder, args.epochs, 2, f"w2-{r}"))
+            for mode, timed in modes[r % 3:] + modes[: r % 3]:  # each round starts with the next mode
+                times[mode].append(timed())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
