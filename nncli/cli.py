@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -23,6 +25,7 @@ from nncli.render_data import render_data, render_export
 from nncli.render import (
     TrainProgress,
     grad_json,
+    interrupt_message,
     render_check,
     render_config,
     render_entries,
@@ -98,14 +101,35 @@ def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., 
                 typer.echo(f"error: {err}", err=True)
                 raise typer.Exit(err.exit_code) from None
             except KeyboardInterrupt:
-                typer.echo("interrupted", err=True)
+                _say("interrupted")
                 raise typer.Exit(130) from None
+            except BrokenPipeError:  # `nncli runs | head -1`: the reader has what it wanted
+                _silence_stdout()
+                raise typer.Exit(141) from None
             if code:
                 raise typer.Exit(code)
 
         return app.command(name, **kwargs)(run)
 
     return register
+
+
+def _say(message: str) -> None:
+    """A line on stderr; a terminal that is gone (SIGHUP) is no reason for a traceback."""
+    try:
+        typer.echo(message, err=True)
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more (not even Python's final flush) fails on it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 class _Dtype(str, Enum):
@@ -156,13 +180,14 @@ def train(
 ) -> int:
     """Train a model from a config; write runs/<run-id>/ (config, metrics, checkpoints, plot).
 
-    Exit code 0 when training ends (completed or stopped early), 1 when the loss
-    became NaN or infinite, 2 on bad input, 130 when interrupted (resume with --resume).
+    Exit code 0 when training ends (completed or stopped early), 1 when the loss became NaN or
+    infinite, 2 on bad input; stopped by a signal it saves at the next batch boundary and exits
+    with 128 + the signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP, 141 a closed stdout): resume it
+    with --resume.
     """
-    import sys
-
-    from nncli.train.session import TrainingFailed
+    from nncli.train.session import TrainingFailed, TrainingInterrupted
     from nncli.train.session import train as train_run
+    from nncli.train.signals import exit_code
 
     progress = TrainProgress(quiet)
     try:
@@ -170,16 +195,24 @@ def train(
                            callbacks=[progress], argv=["nncli", *sys.argv[1:]])
     except TrainingFailed as err:
         progress.close()
-        typer.echo(f"error: {err}", err=True)
+        _say(f"error: {err}")
         return 1
-    except KeyboardInterrupt:
+    except TrainingInterrupted as stop:
         progress.close()
-        run = progress.run_path
-        where = f"; resume with: nncli train {config} --resume {run.name}" if run is not None else ""
-        typer.echo(f"interrupted: the run was saved{where}", err=True)
+        _say(interrupt_message(stop, config))
+        return exit_code(stop.signum)
+    except KeyboardInterrupt:  # before the run folder existed: nothing to save
+        progress.close()
+        _say("interrupted before training started; nothing was written")
         return 130
     progress.close()
-    render_train(result, quiet)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    try:
+        render_train(result, quiet)
+    except BrokenPipeError:  # the run is complete; only its summary had nowhere to go
+        _silence_stdout()
+        return 141
     return 0
 
 
@@ -351,6 +384,8 @@ class _Checkpoint(str, Enum):
 
 _RUNS_DIR_HELP = "Folder holding the run folders (a run may also be named by its folder's path)."
 _CHECKPOINT_HELP = "Which checkpoint's weights to use: the best epoch's or the last one's."
+_TRUST_HELP = ("Import the plugins the run's config.yaml lists: Python code that runs with your rights. "
+               "Only for run folders you trust.")
 
 
 @_command()
@@ -414,11 +449,18 @@ def eval_(
                              "config).")] = None,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
+    allow_changed_data: Annotated[bool, typer.Option(
+        "--allow-changed-data", help="Score the validation part even if the run's data has changed since it was "
+                                     "trained (a warning instead of an error).")] = False,
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
     from nncli.train.inspect import evaluate_run
 
-    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data)
+    result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data,
+                          allow_changed_data=allow_changed_data, trust_plugins=trust_plugins)
+    for warning in result["warnings"]:
+        _say(f"warning: {warning}")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -435,11 +477,13 @@ def predict(
         metavar="FILE", help="Write the CSV here (default: standard output).")] = None,
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Predict with a run's model: class and probabilities (classification) or values, as CSV."""
     from nncli.train.inspect import predict_run
 
-    preds = predict_run(runs_dir, run_id, input_path, out=out, checkpoint=checkpoint.value)
+    preds = predict_run(runs_dir, run_id, input_path, out=out, checkpoint=checkpoint.value,
+                        trust_plugins=trust_plugins)
     if out is None:
         typer.echo(preds.to_csv(), nl=False)
     else:
@@ -463,6 +507,7 @@ def export(
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
     runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.
 
@@ -470,7 +515,8 @@ def export(
     """
     from nncli.train.export import export_run
 
-    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out))
+    render_export(export_run(runs_dir, run_id, format=format_.value, checkpoint=checkpoint.value, out=out,
+                             trust_plugins=trust_plugins))
     return 0
 
 

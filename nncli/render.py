@@ -93,10 +93,37 @@ class TrainProgress:
 
         self.quiet = quiet
         self.console = Console(stderr=False, highlight=False)
+        self.console.on_broken_pipe = self._broken_pipe  # Rich would exit the process: stop the run instead
         self.live = self.console.is_terminal and not quiet
         self.progress = None
         self.run_path = None
         self.task = None
+
+    def _print(self, trainer, line: str) -> None:
+        """Print a line; a closed stdout (``nncli train ... | head``) stops the run at the next batch."""
+        try:
+            (self.progress.console if self.progress is not None else self.console).print(line, soft_wrap=True)
+        except BrokenPipeError:
+            self._stdout_closed(trainer)
+
+    @staticmethod
+    def _broken_pipe() -> None:
+        raise BrokenPipeError
+
+    def _stdout_closed(self, trainer) -> None:
+        import os
+        import signal
+        import sys
+
+        self.quiet, self.live = True, False
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)  # nothing more may fail on it, not even the last flush
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        self.close()
+        trainer.request_stop(signal.SIGPIPE)
 
     def on_train_begin(self, trainer) -> None:
         recorder = next((cb for cb in trainer.callbacks if hasattr(cb, "run")), None)
@@ -106,7 +133,7 @@ class TrainProgress:
             return
         start = trainer.state.epoch
         what = "resuming" if start else "training"
-        self.console.print(f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -129,11 +156,7 @@ class TrainProgress:
         if self.quiet:
             return
         shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("lr", "time_s"))
-        line = f"epoch {epoch:>3}/{self.epochs}  {shown}  ({logs.get('time_s', 0.0):.2f}s)"
-        if self.progress is not None:
-            self.progress.console.print(line, soft_wrap=True)
-        else:
-            self.console.print(line, soft_wrap=True)
+        self._print(trainer, f"epoch {epoch:>3}/{self.epochs}  {shown}  ({logs.get('time_s', 0.0):.2f}s)")
 
     def on_interrupt(self, trainer) -> None:
         self.close()
@@ -143,8 +166,22 @@ class TrainProgress:
 
     def close(self) -> None:
         if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+            progress, self.progress = self.progress, None
+            try:
+                progress.stop()
+            except OSError:  # the terminal is gone (SIGHUP) or stdout closed
+                pass
+
+
+def interrupt_message(stop, config: str) -> str:
+    """What ``nncli train`` says when a signal (or a closed stdout) stopped the run."""
+    from nncli.train.signals import signal_name
+
+    name = signal_name(stop.signum)
+    why = {"SIGINT": "SIGINT (Ctrl-C)", "SIGPIPE": "SIGPIPE (standard output was closed)"}.get(name, name)
+    where = (f"saved at epoch {stop.epoch + 1}, batch {stop.batch}" if stop.batch
+             else f"saved after epoch {stop.epoch}") if stop.saved else "kept at its last checkpoint"
+    return f"interrupted by {why}: the run was {where}; resume with: nncli train {config} --resume {stop.run.run_id}"
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -265,7 +302,7 @@ def render_entries(entries, kind: str, detailed: bool) -> None:
 
 # -- plot, runs, eval, predict ---------------------------------------------------------------
 _STATUS_STYLE = {"completed": "green", "early_stopped": "green", "running": "yellow", "interrupted": "yellow",
-                 "failed": "red", "unreadable": "red"}
+                 "failed": "red", "crashed": "red", "unreadable": "red"}
 
 
 def _duration(seconds: float | None) -> str:

@@ -21,8 +21,12 @@ from typing import NamedTuple
 import numpy as np
 
 from nncli.errors import DataError, RunError
-from nncli.train.runs import CHECKPOINTS, RunFolder, list_runs, load_checkpoint, resolve_run
-from nncli.train.session import split_checkpoint
+from nncli.train.checkpoint import check_finite
+from nncli.train.files import atomic_write
+from nncli.train.layout import layout, split_checkpoint
+from nncli.train.runinfo import check_data_unchanged
+from nncli.train.runs import CHECKPOINTS, RunFolder, is_locked, list_runs, load_checkpoint, read_metrics_rows, resolve_run
+from nncli.train.threads import blas_threads
 
 PREDICT_BATCH = 1024  # samples per forward pass when predicting
 
@@ -32,8 +36,9 @@ def runs_table(runs_dir: str | Path = "runs") -> list[dict]:
     """One JSON-ready summary per run in ``runs_dir``, newest first.
 
     Each row has ``run_id, status, epochs_done, epochs, best {monitor, epoch, value},
-    best_val_loss, best_val_loss_epoch, final {...}, duration_s, created, resumed, path``.
-    A run whose files cannot be read is listed with status ``unreadable`` and an ``error``.
+    best_val_loss, best_val_loss_epoch, final {...}, duration_s, created, resumed, bad_rows, path``.
+    A run whose run.json says ``running`` while no process holds its lock is ``crashed``; a run
+    whose run.json cannot be read or does not fit its schema is ``unreadable``, with an ``error``.
 
     Example:
         >>> [row["run_id"] for row in runs_table("runs")]           # doctest: +SKIP
@@ -45,18 +50,22 @@ def runs_table(runs_dir: str | Path = "runs") -> list[dict]:
 def _summary(run: RunFolder) -> dict:
     row = {"run_id": run.run_id, "path": str(run.path)}
     try:
-        info, metrics = run.read_json(), run.read_metrics()
-    except (RunError, OSError, ValueError, csv.Error) as err:
+        info = run.read_json()
+    except RunError as err:
         return {**row, "status": "unreadable", "error": str(err)}
-    val = [(r["val_loss"], r["epoch"]) for r in metrics if _finite(r.get("val_loss"))]
+    metrics, bad_rows = read_metrics_rows(run.path / "metrics.csv")
+    status = info.get("status")
+    if status == "running" and not is_locked(run.path):
+        status = "crashed"  # the process that wrote it is gone: resume it
+    val = [(r["val_loss"], r.get("epoch")) for r in metrics if _finite(r.get("val_loss"))]
     best_val = min(val) if val else (None, None)
     times = [r["time_s"] for r in metrics if _finite(r.get("time_s"))]
     return _json_ready({
-        **row, "status": info.get("status"), "epochs_done": info.get("epochs_done", len(metrics)),
+        **row, "status": status, "epochs_done": info.get("epochs_done", len(metrics)),
         "epochs": info.get("epochs"), "best": info.get("best"), "best_val_loss": best_val[0],
         "best_val_loss_epoch": best_val[1], "final": info.get("final") or {},
         "duration_s": sum(times) if times else None, "created": info.get("created"),
-        "resumed": len(info.get("resumed") or []),
+        "resumed": len(info.get("resumed") or []), "bad_rows": bad_rows,
     })
 
 
@@ -85,13 +94,17 @@ class Restored(NamedTuple):
     info: dict  # run.json
 
 
-def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: bool = False) -> Restored:
+def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: bool = False,
+                  trust_plugins: bool = False) -> Restored:
     """Rebuild a run's model from its config.yaml and load ``checkpoints/<checkpoint>.safetensors``.
 
     Args:
         run_path: the run folder.
         checkpoint: ``best`` or ``last``.
         with_data: also rebuild the data (same seed, same split) into ``parts.data``.
+        trust_plugins: import the plugins the run's config lists. They are Python code that runs
+            with your rights, and a run folder may come from anyone: without this, a run that
+            lists plugins is refused (and nothing is imported).
 
     Example:
         >>> cfg, parts, epoch, info = restore_model("runs/quickstart-20260101-120000")  # doctest: +SKIP
@@ -111,21 +124,40 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
         others = [c for c in CHECKPOINTS if (run.checkpoints / f"{c}.safetensors").is_file()]
         hint = f"; try --checkpoint {others[0]}" if others else "; the run has no checkpoint (no epoch finished)"
         raise RunError(f"run '{run.run_id}' has no {checkpoint} checkpoint ({path} is missing){hint}")
-    tensors, meta = load_checkpoint(path)  # verified before anything is built
     if not (run.path / "config.yaml").is_file():
         raise RunError(f"{run.path} is not a complete run folder: config.yaml is missing")
-    cfg = load_config(run.path / "config.yaml")
+    plugins = _listed_plugins(run.path / "config.yaml")
+    if plugins and not trust_plugins:
+        raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(plugins)}): they are "
+                       "Python code that would run with your rights, so they are not imported unless you pass "
+                       "--trust-plugins (do so only for a run folder you trust)")
+    cfg = load_config(run.path / "config.yaml", import_plugins=trust_plugins)
     parts = build(cfg, with_data=with_data)
     model = parts.model
     if not model.named_variables():  # a subclassed model gets its weights on its first call
         shape = tuple((info.get("data") or {}).get("input_shape") or cfg.model.get("input_shape") or ())
         model(np.zeros((1, *shape), dtype=np.float32), training=False)
-    model.load_named_weights(split_checkpoint(tensors)[0], source=str(path))
-    return Restored(cfg, parts, meta.get("epoch"), info)
+    tensors, meta = load_checkpoint(path, layout(model, parts.optimizer))  # sizes checked before reading
+    weights = split_checkpoint(tensors)[0]
+    check_finite(weights, path)
+    model.load_named_weights(weights, source=str(path))
+    epoch = meta.get("epoch")
+    return Restored(cfg, parts, epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, info)
+
+
+def _listed_plugins(config_path: Path) -> list[str]:
+    """The ``plugins:`` entries of a saved config (its ``base:`` files included), read, never imported."""
+    from nncli.train.config.pipeline import resolve
+    from nncli.train.config.reader import read_document
+
+    doc = resolve(read_document(config_path), import_plugins=False)
+    plugins = doc.data.get("plugins") if isinstance(doc.data, dict) else None
+    return [str(p) for p in plugins] if isinstance(plugins, list) else []
 
 
 # -- evaluating ---------------------------------------------------------------------
-def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", data: str | Path | None = None) -> dict:
+def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", data: str | Path | None = None,
+                 allow_changed_data: bool = False, trust_plugins: bool = False) -> dict:
     """Loss and metrics of a run's checkpoint, in inference mode, like the validation during training.
 
     Args:
@@ -135,9 +167,13 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
         data: a data file (or built-in set name) prepared as the run's data was: same target
             column, the run's saved normalization, labels checked against the model's classes.
             Default: the run's validation part, rebuilt from its config (same seed, same split).
+        allow_changed_data: score the validation part even when the run's data has changed since
+            it was trained (its fingerprint in run.json differs); the change is then a warning.
+        trust_plugins: see :func:`restore_model`.
 
     Returns:
-        ``{"run_id", "checkpoint", "epoch", "data", "samples", "metrics": {"loss": ..., <metric>: ...}}``.
+        ``{"run_id", "checkpoint", "epoch", "data", "samples", "metrics": {"loss": ..., <metric>: ...},
+        "warnings": [...]}``. It runs with the BLAS thread count the run was trained with.
 
     Example:
         >>> evaluate_run("runs", "latest")["metrics"]               # doctest: +SKIP
@@ -147,22 +183,32 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
     from nncli.train.loop import Trainer
 
     path = resolve_run(runs_dir, run_id)
-    cfg, parts, epoch, info = restore_model(path, checkpoint, with_data=data is None)
+    cfg, parts, epoch, info = restore_model(path, checkpoint, with_data=data is None, trust_plugins=trust_plugins)
+    warnings = []
     if data is None:
-        x, y, desc = _validation_part(path.name, parts.data, info)
+        changes = check_data_unchanged(info, cfg, "evaluating")
+        if changes and not allow_changed_data:
+            raise DataError(f"the data of run '{path.name}' has changed since it was trained: {'; '.join(changes)}. "
+                            "Its validation part would not be the one it was trained against: evaluate on a file "
+                            "with --data PATH, or pass --allow-changed-data to score the changed data anyway")
+        warnings += [f"{c} (scored anyway: --allow-changed-data)" for c in changes]
+        x, y, desc = _validation_part(path.name, parts.data, info, changed=bool(changes))
     else:
         x, y, desc = _labelled_file(data, cfg, parts, info, path.name)
     y = prepare_targets(parts.loss, y, output_units(parts.model))
     evaluator = Trainer(parts.model, parts.loss, parts.optimizer, None, metrics=parts.metrics, compile=False)
-    values = evaluator.evaluate(x, y)
+    with blas_threads((info.get("blas") or {}).get("threads")):
+        values = evaluator.evaluate(x, y)
     return _json_ready({"run_id": path.name, "checkpoint": checkpoint, "epoch": epoch, "data": desc,
-                        "samples": int(len(x)), "metrics": values})
+                        "samples": int(len(x)), "metrics": values, "warnings": warnings})
 
 
-def _validation_part(run_id: str, data, info: dict):
+def _validation_part(run_id: str, data, info: dict, changed: bool = False):
     if data.x_val is None or not len(data.x_val):
         raise RunError(f"run '{run_id}' has no validation part (data.validation_split is 0): "
                        "evaluate it on a file with --data PATH")
+    if changed:  # allowed by the caller: the checks below would only refuse it again
+        return data.x_val, data.y_val, f"validation part of {data.source_desc} (changed since training)"
     saved = info.get("data") or {}
     expected = saved.get("validation_samples")
     norm = saved.get("normalizer") or {}
@@ -245,12 +291,14 @@ class Predictions:
 
 
 def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: str | Path | None = None,
-                checkpoint: str = "best") -> Predictions:
+                checkpoint: str = "best", trust_plugins: bool = False) -> Predictions:
     """Predict with a run's checkpoint on a CSV (features by the run's names) or ``.npy``/``.npz`` file.
 
     The run's saved normalization is applied first. For classification the table has the
     class and its probabilities (softmax of logits, sigmoid for binary logits, as given
-    otherwise); for regression the values. Written to ``out`` as CSV when given.
+    otherwise); for regression the values. Written to ``out`` as CSV when given, atomically: a
+    failed write (a full disk) leaves the previous file as it was. The run's training data is not
+    read (the normalization is the one saved in run.json), so it need not be unchanged.
 
     Example:
         >>> predict_run("runs", "latest", "new.csv").columns[:3]        # doctest: +SKIP
@@ -259,7 +307,7 @@ def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: 
     from nncli.data import Normalizer, load_inputs
 
     path = resolve_run(runs_dir, run_id)
-    cfg, parts, _, info = restore_model(path, checkpoint)
+    cfg, parts, _, info = restore_model(path, checkpoint, trust_plugins=trust_plugins)
     saved = info.get("data") or {}
     want = _input_shape(cfg, info)
     x = load_inputs(input_path, feature_names=_feature_columns(input_path, saved, cfg, want), x_key=cfg.data.x_key)
@@ -267,16 +315,27 @@ def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: 
         x = x[:, None]
     x = _fit_shape(x, want, str(input_path), path.name)
     x = Normalizer.from_dict(saved.get("normalizer") or {"kind": "none"}).transform(x)
-    outputs = [np.asarray(parts.model(x[i:i + PREDICT_BATCH], training=False))
-               for i in range(0, len(x), PREDICT_BATCH)]
+    with blas_threads((info.get("blas") or {}).get("threads")):
+        outputs = [np.asarray(parts.model(x[i:i + PREDICT_BATCH], training=False))
+                   for i in range(0, len(x), PREDICT_BATCH)]
     y = np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
     preds = _as_table(y.reshape(len(y), -1), parts.loss)
     if out is not None:
-        try:
-            preds.to_csv(out)
-        except OSError as err:
-            raise DataError(f"cannot write predictions: {err.strerror or err}", str(out)) from None
+        _write_predictions(preds, Path(out))
     return preds
+
+
+def _write_predictions(preds: Predictions, out: Path) -> None:
+    """Write through a temporary file and a rename; a device or pipe (``/dev/stdout``) directly."""
+    try:
+        if out.exists() and not out.is_file():
+            preds.to_csv(out)
+        else:
+            atomic_write(out, preds.to_csv().encode())
+    except OSError as err:
+        raise DataError(f"cannot write predictions: {err.strerror or err}; "
+                        f"{'the previous file is unchanged' if out.is_file() else 'nothing was written'}",
+                        str(out)) from None
 
 
 def _feature_columns(input_path, saved: dict, cfg, want: tuple[int, ...]) -> list[str] | None:

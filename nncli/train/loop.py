@@ -116,9 +116,19 @@ class Trainer:
         self.eval_batch_size = eval_batch_size
         self.state = TrainState()
         self.history: list[dict] = []
-        self.stop_requested = False  # set by a Ctrl-C handler: stop at the next batch boundary
+        self.stop_requested = False  # set by request_stop: stop at the next batch boundary
+        self.stop_signal: int | None = None  # what asked first (signal.SIGINT, SIGTERM, ...), if anything
         self.consistent = True  # False while a step runs: weights and state may disagree
         self._step = ad.function(self._train_step) if compile else self._train_step
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Stop at the next batch boundary (the state is then consistent and can be saved).
+
+        ``signum`` says why (the first reason is kept), e.g. ``signal.SIGTERM``.
+        """
+        if not self.stop_requested:
+            self.stop_signal = signum
+        self.stop_requested = True
 
     # -- one step ----------------------------------------------------------
     def _train_step(self, inputs, trues):
@@ -149,13 +159,16 @@ class Trainer:
         """Train until ``epochs`` or early stopping; returns the final status.
 
         Raises :class:`NonFiniteLoss` (after ``on_train_end(..., "failed")``) and lets
-        ``KeyboardInterrupt`` through after ``on_interrupt``.
+        ``KeyboardInterrupt`` through after ``on_interrupt``; a stop asked for with
+        :meth:`request_stop` is a KeyboardInterrupt at the next batch boundary.
         """
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
         status = "completed"
         try:
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
             while self.state.epoch < self.epochs and not self.state.stopped_early:
+                if self.stop_requested:
+                    raise KeyboardInterrupt
                 self._run_epoch()
             if self.state.stopped_early:
                 status = "early_stopped"
@@ -190,6 +203,8 @@ class Trainer:
         for index, (inputs, trues) in enumerate(self.train_data):
             if index < st.batch:
                 continue  # done before the interruption
+            if self.stop_requested:
+                raise KeyboardInterrupt  # at a batch boundary: the state is consistent
             self.consistent = False
             loss, predicts = self._step(inputs, trues)
             value = float(loss)
@@ -207,8 +222,6 @@ class Trainer:
             logs = {name: total / st.seen for name, total in st.sums.items()} | metric_logs
             for cb in self.callbacks:
                 cb.on_batch_end(self, epoch, index + 1, {**logs, "batches": n_batches})
-            if self.stop_requested:
-                raise KeyboardInterrupt
         logs = {name: total / st.seen for name, total in st.sums.items()}
         logs.update({name: float(metric.result()) for name, metric in self.metrics.items()})
         if self.validation is not None:
@@ -227,7 +240,10 @@ class Trainer:
         value = logs.get(self.monitor)
         if value is not None and better("auto", self.maximize(self.monitor), value, st.best_value):
             st.best_value, st.best_epoch = value, epoch
-        es = self.early_stopping
+        self._early_stopping_step(logs)
+
+    def _early_stopping_step(self, logs: dict) -> None:
+        st, es = self.state, self.early_stopping
         if es is None:
             return
         monitored = logs.get(es.monitor)
@@ -240,6 +256,19 @@ class Trainer:
             st.wait += 1
             if st.wait > es.patience:
                 st.stopped_early = True
+
+    def recompute_early_stopping(self) -> None:
+        """Early stopping's state as if ``early_stopping`` had watched ``history`` from the start.
+
+        A resumed run may loosen, tighten or drop early stopping: the stop is decided under the
+        policy it has now (so a stopped run trains on when the new policy would not have stopped).
+        """
+        st = self.state
+        st.es_best, st.wait, st.stopped_early = None, 0, False
+        for logs in self.history:
+            if st.stopped_early:
+                break
+            self._early_stopping_step(logs)
 
     def evaluate(self, x, y) -> dict[str, float]:
         """Loss (averaged over samples) and metrics (over all of them) of ``(x, y)`` in inference mode."""

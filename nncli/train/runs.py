@@ -1,59 +1,65 @@
-"""The run folder: config.yaml, run.json, metrics.csv, checkpoints/, loss.png.
+"""The run folder: config.yaml, run.json, metrics.csv, checkpoints/, loss.png, run.lock.
 
-Every file that is rewritten is written to a temporary file and renamed over the old
-one, so a crash at any moment leaves either the old or the new version, never half
-of one. Checkpoints carry a SHA-256 of their tensors: a damaged one is refused.
+Every file that is rewritten is written to a temporary file and renamed over the old one, so a
+crash at any moment leaves either the old or the new version, never half of one. Writes never
+follow a symbolic link inside a run folder, and the cleanup after a crash deletes only the
+temporary files nncli itself names. A process that writes a run holds ``run.lock`` (an OS file
+lock the kernel releases when the process dies), so a second writer is refused, and a run whose
+run.json says ``running`` while nobody holds the lock is known to have crashed.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
+import errno
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import tempfile
+import socket
+import stat
+import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from nncli.errors import RunError
+from nncli.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 - re-exported
+from nncli.train.files import open_folder, atomic_write
+from nncli.train.runinfo import validate_run_info
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CHECKPOINTS = ("last", "best")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask (os.umask can only be read by setting it)
-FORMAT = "nncli-checkpoint-1"
+LOCK = "run.lock"
+# The files nncli writes in a run folder (and in checkpoints/): only their temporary files are cleaned up.
+RUN_FILES = ("config.yaml", "run.json", "metrics.csv", "loss.png")
+CHECKPOINT_FILES = tuple(f"{name}.safetensors" for name in CHECKPOINTS)
+_TMP = re.compile(r"\.(?P<name>.+)\.nncli-[0-9a-f]{8}\.tmp")
+_TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)  # rename refused: the name is in use
 
 
 def check_run_id(run_id: str) -> str:
-    """A run id is one plain folder name: no separators, no ``..``, nothing hidden."""
-    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
-        raise RunError(f"invalid run id '{run_id}': expected letters, digits, '.', '_' or '-' "
+    """A run id is one plain folder name: no separators, no ``..``, nothing hidden, no control characters."""
+    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
+        raise RunError(f"invalid run id {run_id!r}: expected letters, digits, '.', '_' or '-' "
                        "(starting with a letter or digit), no path separators or '..'")
     if run_id == "latest":  # RUN_ID 'latest' means the newest run: a run called so could never be named
         raise RunError("invalid run id 'latest': it is reserved for the newest run; choose another --run-id")
     return run_id
 
 
-def new_run_id(stem: str, runs_dir: Path, now: datetime | None = None) -> str:
-    """``<config-stem>-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3``... where taken."""
+def new_run_id(stem: str, now: datetime | None = None) -> str:
+    """``<config-stem>-<YYYYmmdd-HHMMSS>``; :meth:`RunFolder.create` adds ``-2``, ``-3``... where taken."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-") or "run"
-    base = f"{stem}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-    run_id, n = base, 1
-    while (runs_dir / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
+    return f"{stem}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
 def list_runs(runs_dir: Path) -> list[Path]:
-    """Run folders (those with a run.json), newest first."""
+    """Run folders (those with a run.json), newest first; a run.json that cannot be read sorts last."""
     if not runs_dir.is_dir():
         return []
     runs = [p for p in runs_dir.iterdir()
@@ -61,9 +67,10 @@ def list_runs(runs_dir: Path) -> list[Path]:
 
     def created(p: Path) -> str:
         try:
-            return json.loads((p / "run.json").read_text()).get("created", "")
-        except (OSError, ValueError):
+            value = json.loads((p / "run.json").read_text()).get("created", "")
+        except (OSError, ValueError, AttributeError, UnicodeDecodeError):
             return ""
+        return value if isinstance(value, str) else ""
 
     return sorted(runs, key=lambda p: (created(p), p.name), reverse=True)
 
@@ -105,80 +112,98 @@ def resolve_run(runs_dir: str | Path, run_id: str) -> Path:
     raise RunError(f"no run '{run_id}' in {runs_dir}/.{hint}")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (then sync the folder)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+# -- the lock --------------------------------------------------------------------------------------
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/run.lock``, held while this process writes the run.
+
+    The kernel releases it when the process ends, however it ends, so it never goes stale. The
+    file names its holder (pid, host, command) for the message a second writer gets; readers
+    probe it with a shared lock for an instant (:func:`is_locked`), which a writer retries past.
+    """
+
+    def __init__(self, fd: int, path: Path):
+        self.fd, self.path = fd, path
+
+    @classmethod
+    def acquire(cls, folder: Path, argv: list[str] | None = None) -> RunLock:
+        dir_fd = open_folder(folder, follow=False)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
+            fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunError(f"{folder / LOCK} is a symbolic link: nncli never writes through links in a "
+                               "run folder") from None
+            raise
         finally:
             os.close(dir_fd)
+        try:
+            for _ in range(1000):  # a reader's probe holds a shared lock for microseconds: try again
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if _held_exclusively(fd):
+                        raise RunError(f"run '{folder.name}' is being written by {_holder(fd)}: wait for it "
+                                       "to finish, or stop it (Ctrl-C, or kill PID) and resume then") from None
+                    time.sleep(0.001)
+            else:
+                raise RunError(f"could not lock run '{folder.name}' ({folder / LOCK}): it is being read "
+                               "without pause; try again")
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "argv": list(argv or []),
+                      "since": datetime.now().astimezone().isoformat(timespec="seconds")}
+            try:  # who holds the lock is only for messages: a full disk here is no reason to stop
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            except OSError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, folder / LOCK)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the only descriptor releases the flock
+            self.fd = -1
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _held_exclusively(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 65536, 0).decode())
+        argv = " ".join(info.get("argv") or [])
+        return f"process {info['pid']} on {info['host']}" + (f" ({argv}, since {info['since']})" if argv else "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "another process"
+
+
+def is_locked(folder: Path) -> bool:
+    """Whether a live process holds the run's lock (so a ``running`` run is really running)."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        pass
-
-
-def _digest(tensors: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def save_checkpoint(path: Path, tensors: dict[str, np.ndarray], metadata: dict) -> None:
-    """Write a safetensors checkpoint atomically; ``metadata`` values are stored as JSON."""
-    from safetensors.numpy import save
-
-    meta = {key: json.dumps(value) for key, value in metadata.items()}
-    meta["format"] = FORMAT
-    meta["sha256"] = _digest(tensors)
-    blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)
+        return False  # no lock file: no process of this nncli ever wrote the run, or it is gone
     try:
-        atomic_write(path, blob)
-    except OSError as err:
-        raise RunError(f"could not write checkpoint {path} ({err.strerror or err}); "
-                       "the previous checkpoint is intact") from None
+        return _held_exclusively(fd)
+    finally:
+        os.close(fd)
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read and verify a checkpoint: tensors and decoded metadata, or a RunError."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    if not path.is_file():
-        raise RunError(f"checkpoint {path} does not exist")
-    try:
-        blob = path.read_bytes()
-        tensors = load(blob)
-        header_len = int.from_bytes(blob[:8], "little")
-        raw_meta = json.loads(blob[8:8 + header_len]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as err:
-        raise RunError(f"checkpoint {path} is damaged or truncated and was not loaded ({err})") from None
-    if raw_meta.get("format") != FORMAT or raw_meta.get("sha256") != _digest(tensors):
-        raise RunError(f"checkpoint {path} failed its integrity check (corrupted); it was not loaded")
-    try:
-        meta = {k: json.loads(v) for k, v in raw_meta.items() if k not in ("format", "sha256")}
-    except ValueError:
-        raise RunError(f"checkpoint {path} has unreadable metadata; it was not loaded") from None
-    return tensors, meta
-
-
+# -- the folder ------------------------------------------------------------------------------------
 class RunFolder:
     """One run's folder on disk and the files in it."""
 
@@ -202,74 +227,165 @@ class RunFolder:
         return path
 
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str, config: dict, info: dict | None = None) -> RunFolder:
-        """Make the folder with config.yaml (and run.json from ``info``), refusing an existing one.
+    def create(cls, runs_dir: Path, run_id: str | None, config: dict, info: dict, *, stem: str = "run",
+               argv: list[str] | None = None) -> tuple[RunFolder, RunLock]:
+        """Make the folder with config.yaml and run.json, locked by this process; refuse an existing one.
 
         The files are written in a hidden folder renamed into place at the end, so a crash never
-        leaves a half-made run folder (one that cannot be resumed, under an id that is taken).
+        leaves a half-made run folder. The rename is the atomic step that takes the id: with
+        ``run_id`` None the id is ``new_run_id(stem)``, and when another launch took it first the
+        next suffix is tried (``-2``, ``-3``...); an explicit ``run_id`` that is taken is refused.
         """
         runs_dir = Path(runs_dir)
-        path = cls.check_free(runs_dir, run_id)
-        tmp = runs_dir / f".{run_id}.{secrets.token_hex(4)}.tmp"
+        base = run_id or new_run_id(stem)
+        if run_id:
+            cls.check_free(runs_dir, base)
+        elif runs_dir.exists() and not runs_dir.is_dir():
+            raise RunError(f"cannot create run folder {runs_dir / base}: --runs-dir {runs_dir} is a file, "
+                           "expected a folder")
+        tmp = runs_dir / f".{base}.{secrets.token_hex(4)}.tmp"
+        lock = None
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
             (tmp / "checkpoints").mkdir(parents=True)
+            lock = RunLock.acquire(tmp, argv)
             run = cls(tmp)
             run.write_config(config)
-            if info is not None:
+            for n in range(1, 10_000):
+                candidate = base if n == 1 else f"{base}-{n}"
+                if not run_id and ((runs_dir / candidate).exists() or (runs_dir / candidate).is_symlink()):
+                    continue  # taken already: no need to try the rename
+                info["run_id"] = candidate
                 run.write_json(info)
-            os.rename(tmp, path)
-        except OSError as err:
+                try:
+                    os.rename(tmp, runs_dir / candidate)
+                    return cls(runs_dir / candidate), lock
+                except OSError as err:
+                    if err.errno not in _TAKEN:
+                        raise
+                    if run_id:
+                        raise RunError(f"run folder {runs_dir / candidate} already exists: choose another "
+                                       "--run-id, or --resume it") from None
+            raise RunError(f"cannot create run folder {runs_dir / base}: 10,000 runs of that name exist")
+        except BaseException as err:
+            if lock is not None:
+                lock.release()
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RunError(f"cannot create run folder {path}: {err.strerror or err}") from None
-        return cls(path)
+            if isinstance(err, OSError):
+                raise RunError(f"cannot create run folder {runs_dir / base}: {err.strerror or err}") from None
+            raise
+
+    def lock(self, argv: list[str] | None = None) -> RunLock:
+        """Take the run's lock for writing, after checking that nothing in the folder is a symbolic link."""
+        self.check_no_links()
+        try:
+            return RunLock.acquire(self.path, argv)
+        except OSError as err:
+            raise RunError(f"cannot write to run folder {self.path} ({err.strerror or err})") from None
+
+    def check_no_links(self) -> None:
+        """A RunError if the run folder, checkpoints/ or a file nncli writes there is a symbolic link."""
+        entries = [self.path, self.checkpoints, self.path / LOCK, *(self.path / n for n in RUN_FILES),
+                   *(self.checkpoints / n for n in CHECKPOINT_FILES)]
+        for entry in entries:
+            if entry.is_symlink():
+                raise RunError(f"{entry} is a symbolic link: nncli never writes through links in a run folder "
+                               f"(it points to {os.readlink(entry)}; replace it with the file itself)")
 
     def remove_partial_writes(self) -> None:
-        """Delete the temporary files of writes that a crash cut short (see :func:`atomic_write`)."""
-        for folder in (self.path, self.checkpoints):
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+        """Delete the temporary files of writes that a crash cut short, and nothing else.
+
+        Only regular files named as :func:`atomic_write` names them, for files nncli writes there.
+        """
+        for folder, names in ((self.path, RUN_FILES), (self.checkpoints, CHECKPOINT_FILES)):
+            dir_fd = open_folder(folder, follow=False)
+            try:
+                for entry in os.listdir(dir_fd):
+                    match = _TMP.fullmatch(entry)
+                    if match and match["name"] in names and stat.S_ISREG(
+                            os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                        os.unlink(entry, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def write_config(self, config: dict) -> None:
-        atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+        atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode(), follow_links=False)
 
     def read_json(self) -> dict:
+        """run.json, checked against its schema: a RunError saying what is wrong, never a crash later."""
+        path = self.path / "run.json"
         try:
-            return json.loads((self.path / "run.json").read_text())
+            raw = json.loads(path.read_bytes())
         except (OSError, ValueError) as err:
-            raise RunError(f"{self.path / 'run.json'} cannot be read: {err}") from None
+            raise RunError(f"{path} cannot be read: {err}") from None
+        return validate_run_info(raw, str(path))
 
     def write_json(self, info: dict) -> None:
-        atomic_write(self.path / "run.json", (json.dumps(info, indent=2) + "\n").encode())
+        atomic_write(self.path / "run.json", (json.dumps(info, indent=2) + "\n").encode(), follow_links=False)
 
     def append_metrics(self, row: dict, columns: list[str]) -> None:
-        """Add one epoch's row to metrics.csv (header once), flushed to disk."""
-        path = self.path / "metrics.csv"
-        new = not path.exists() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
+        """Add one epoch's row to metrics.csv (header once), flushed to disk; never through a link."""
+        dir_fd = open_folder(self.path, follow=False)
+        try:
+            fd = os.open("metrics.csv", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o666, dir_fd=dir_fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise RunError(f"{self.path / 'metrics.csv'} is a symbolic link: nncli never writes through "
+                               "links in a run folder") from None
+            raise
+        finally:
+            os.close(dir_fd)
+        with os.fdopen(fd, "a", newline="") as f:
             writer = csv.writer(f)
-            if new:
+            if os.fstat(fd).st_size == 0:
                 writer.writerow(columns)
             writer.writerow([_cell(row.get(c)) for c in columns])
             f.flush()
             os.fsync(f.fileno())
 
-    def truncate_metrics(self, epochs: int) -> None:
-        """Keep the header and the first ``epochs`` rows (rows a crash wrote after the checkpoint go)."""
-        path = self.path / "metrics.csv"
-        if not path.exists():
-            return
-        lines = path.read_text().splitlines(keepends=True)
-        keep = lines[: 1 + epochs] if lines else []
-        if len(keep) != len(lines):
-            atomic_write(path, "".join(keep).encode())
+    def write_metrics(self, rows: list[dict], columns: list[str]) -> None:
+        """Replace metrics.csv with ``rows`` (header first), atomically: how a resume rebuilds it."""
+        lines = [columns] + [[_cell(row.get(c)) for c in columns] for row in rows]
+        atomic_write(self.path / "metrics.csv", _csv_text(lines).encode(), follow_links=False)
 
     def read_metrics(self) -> list[dict]:
-        path = self.path / "metrics.csv"
-        if not path.exists():
-            return []
-        with open(path, newline="") as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        """The rows of metrics.csv as numbers; a row that is cut, glued or garbled is left out."""
+        return read_metrics_rows(self.path / "metrics.csv")[0]
+
+
+def read_metrics_rows(path: Path) -> tuple[list[dict], int]:
+    """``(good rows, number of bad rows)`` of a metrics.csv; a bad row has the wrong number of cells
+    or a cell that is not a number."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return [], 0
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return [], 0
+    header = next(csv.reader([lines[0]]))
+    rows, bad = [], 0
+    for line in lines[1:]:
+        try:
+            cells = next(csv.reader([line.replace("\x00", "")]))
+        except (csv.Error, StopIteration):
+            bad += 1
+            continue
+        values = [_number(c) for c in cells]
+        if len(cells) != len(header) or any(isinstance(v, str) for v in values):
+            bad += 1
+            continue
+        rows.append(dict(zip(header, values)))
+    return rows, bad
+
+
+def _csv_text(lines: list[list[str]]) -> str:
+    import io
+
+    out = io.StringIO()
+    csv.writer(out).writerows(lines)
+    return out.getvalue()
 
 
 def _cell(value) -> str:

@@ -1,8 +1,9 @@
 """One training run from a config file: build, create or resume the run folder, train, record.
 
-``train()`` is the one library call behind ``nncli train``. Every check that can
-fail on the user's input (config, data, resume) runs before the run folder is
-made, so bad input leaves nothing behind.
+``train()`` is the one library call behind ``nncli train``. Every check that can fail on the
+user's input (config, data, resume) runs before the run folder is made or changed, so bad input
+leaves nothing behind. The process holds the run's lock from the moment the folder is made (or
+the resume starts) until it returns.
 """
 
 from __future__ import annotations
@@ -10,21 +11,28 @@ from __future__ import annotations
 import platform
 import signal
 import sys
-import threading
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from nncli import __version__, nn
+from nncli import __version__
 from nncli.data import NDArrayDataset
 from nncli.errors import RunError
+from nncli.train import faults
 from nncli.train.build import Parts, build, output_units, prepare_targets
 from nncli.train.config import Config, load_config
-from nncli.train.loop import Callback, EarlyStopping, NonFiniteLoss, Trainer, TrainState
-from nncli.train.runs import RunFolder, load_checkpoint, new_run_id, resolve_run, save_checkpoint
+from nncli.train.layout import checkpoint_tensors, restore_checkpoint, split_checkpoint, write_checkpoint
+from nncli.train.loop import Callback, EarlyStopping, NonFiniteLoss, Trainer
+from nncli.train.runinfo import check_data_unchanged, config_fingerprint
+from nncli.train.runs import RunFolder, read_metrics_rows, resolve_run
+from nncli.train.signals import StopSignals, signal_name
+from nncli.train.threads import blas_info, blas_threads
+
+__all__ = ["train", "RunResult", "TrainingFailed", "TrainingInterrupted", "make_trainer", "metric_columns",
+           "checkpoint_tensors", "split_checkpoint", "write_checkpoint"]
 
 # Sections a resumed run must share with the run it continues (train.epochs and
 # early stopping may change: "train 20 more epochs" is what resuming is for).
@@ -35,10 +43,19 @@ FROZEN_TRAIN = ("metrics", "monitor")
 class TrainingFailed(Exception):
     """The run stopped on a non-finite loss; the run folder says where."""
 
-    def __init__(self, run: RunFolder, cause: NonFiniteLoss):
+    def __init__(self, run: RunFolder, cause: NonFiniteLoss, kept_epoch: int | None):
         self.run, self.cause = run, cause
-        super().__init__(f"{cause}; the run is marked failed and the last good checkpoint is kept "
-                         f"in {run.checkpoints}")
+        kept = (f"the last good checkpoint (after epoch {kept_epoch}) is kept in {run.checkpoints}"
+                if kept_epoch is not None else "no epoch finished, so there is no checkpoint")
+        super().__init__(f"{cause}; the run is marked failed and {kept}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM, SIGHUP or a closed stdout stopped the run; it was saved (see ``saved``)."""
+
+    def __init__(self, run: RunFolder, signum: int, epoch: int, batch: int, saved: bool):
+        self.run, self.signum, self.epoch, self.batch, self.saved = run, signum, epoch, batch, saved
+        super().__init__(f"{signal_name(signum)} at epoch {epoch + 1}, batch {batch}")
 
 
 @dataclass
@@ -78,58 +95,16 @@ def _check_resumable(saved: Config, cfg: Config) -> None:
                        + "\n  ".join(lines) + "\nstart a new run instead (without --resume)")
 
 
-# -- checkpoints -------------------------------------------------------------------
-OPTIMIZER = "optimizer/"  # prefix of optimizer slots in a checkpoint; weight paths never hold a "/"
-
-
-def checkpoint_tensors(model, optimizer) -> dict[str, np.ndarray]:
-    """Weights by path (``layers.0.kernel``) and optimizer slots (``optimizer/0.m``)."""
-    tensors = {path: var.numpy() for path, var in model.named_variables()}
-    tensors.update({OPTIMIZER + k: np.asarray(v) for k, v in optimizer.get_state().items()})
-    return tensors
-
-
-def split_checkpoint(tensors: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """The inverse of :func:`checkpoint_tensors`: ``(weights by path, optimizer state)``."""
-    weights = {k: v for k, v in tensors.items() if "/" not in k}
-    opt_state = {k[len(OPTIMIZER):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER)}
-    if "iterations" in opt_state:  # safetensors stores a 0-d array with shape (1,)
-        opt_state["iterations"] = opt_state["iterations"].reshape(())
-    return weights, opt_state
-
-
-def write_checkpoint(run: RunFolder, name: str, trainer: Trainer) -> None:
-    meta = {"epoch": trainer.state.epoch, "step": trainer.state.step, "trainer": trainer.state.to_dict(),
-            "rng": nn.random.get_state(), "data_rng": trainer.train_data.get_state(),
-            "nncli": __version__}
-    save_checkpoint(run.checkpoints / f"{name}.safetensors", checkpoint_tensors(trainer.model, trainer.optimizer),
-                    meta)
-
-
-def restore_checkpoint(path: Path, trainer: Trainer) -> dict:
-    """Load weights, optimizer slots, RNG and trainer state from a checkpoint into ``trainer``."""
-    tensors, meta = load_checkpoint(path)
-    weights, opt_state = split_checkpoint(tensors)
-    try:
-        trainer.model.load_named_weights(weights, source=str(path))
-        trainer.optimizer.set_state(opt_state)
-        trainer.state = TrainState.from_dict(meta["trainer"])
-        nn.random.set_state(meta["rng"])
-        trainer.train_data.set_state(meta["data_rng"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise RunError(f"checkpoint {path} does not fit this run ({err}); it was not loaded") from None
-    return meta
-
-
 # -- recording ----------------------------------------------------------------------
 class RunRecorder(Callback):
-    """Writes metrics.csv, checkpoints and run.json as the trainer goes."""
+    """Writes metrics.csv, checkpoints and run.json as the trainer goes; a signal never cuts a write."""
 
-    def __init__(self, run: RunFolder, info: dict, columns: list[str]):
-        self.run, self.info, self.columns = run, info, columns
+    def __init__(self, run: RunFolder, info: dict, columns: list[str], signals: StopSignals):
+        self.run, self.info, self.columns, self.signals = run, info, columns, signals
         self._samples, self._seconds = 0, 0.0
+        self.saved_epoch: int | None = None  # the epoch of checkpoints/last.safetensors
 
-    def _write_info(self, trainer: Trainer, status: str) -> None:
+    def write_info(self, trainer: Trainer, status: str) -> None:
         st = trainer.state
         last = trainer.history[-1] if trainer.history else {}
         self.info.update(
@@ -139,48 +114,45 @@ class RunRecorder(Callback):
             throughput_samples_per_s=round(self._samples / self._seconds, 1) if self._seconds else None)
         if status != "running":
             self.info["finished"] = _now()
-        self.run.write_json(self.info)
+        with self.signals.shield():
+            self.run.write_json(self.info)
+
+    def save(self, name: str, trainer: Trainer) -> None:
+        with self.signals.shield():
+            write_checkpoint(self.run, name, trainer, self.columns)
+        if name == "last":
+            self.saved_epoch = trainer.state.epoch
 
     def on_train_begin(self, trainer):
-        self._write_info(trainer, "running")
+        self.write_info(trainer, "running")
 
     def on_epoch_end(self, trainer, epoch, logs):
         self._samples += len(trainer.train_data.inputs) if hasattr(trainer.train_data, "inputs") else 0
         self._seconds += logs.get("time_s", 0.0)
-        self.run.append_metrics({"epoch": epoch, **logs}, self.columns)  # first: see truncate_metrics
+        with self.signals.shield():
+            self.run.append_metrics({"epoch": epoch, **logs}, self.columns)
         # best before last: a crash between the two then repeats this epoch on resume (rewriting
         # best with the same weights), instead of leaving best one improvement behind.
         if trainer.state.best_epoch == epoch:
-            write_checkpoint(self.run, "best", trainer)
-        write_checkpoint(self.run, "last", trainer)
-        self._write_info(trainer, "running")
+            self.save("best", trainer)
+        self.save("last", trainer)
+        self.write_info(trainer, "running")
 
     def on_interrupt(self, trainer):
-        if trainer.consistent:
-            write_checkpoint(self.run, "last", trainer)
-        self._write_info(trainer, "interrupted")
+        with self.signals.shield():  # the save of an interrupt is never cut by the next signal
+            if trainer.consistent:
+                self.save("last", trainer)
+            self.write_info(trainer, "interrupted")
 
     def on_train_end(self, trainer, status):
-        self._write_info(trainer, status)
+        self.write_info(trainer, status)
 
 
-@contextmanager
-def deferred_interrupt(trainer: Trainer):
-    """Turn the first Ctrl-C into a stop at the next batch boundary (a consistent state)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Faults(Callback):
+    """The test hook of :mod:`nncli.train.faults` at batch boundaries."""
 
-    def handler(signum, frame):
-        if trainer.stop_requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def on_batch_end(self, trainer, epoch, batch, logs):
+        faults.batch_done(lambda: trainer.stop_requested)
 
 
 def metric_columns(cfg: Config, has_validation: bool) -> list[str]:
@@ -213,68 +185,127 @@ def train(config_path: str | Path, *, overrides=(), run_id: str | None = None, r
           resume: str | None = None, callbacks=(), argv=None) -> RunResult:
     """Train from a config file into ``runs_dir/<run-id>/`` (or continue ``resume``).
 
-    Raises NncliError subclasses for bad input (before any file is written),
-    :class:`TrainingFailed` for a non-finite loss, KeyboardInterrupt after recording an interrupt.
+    Raises NncliError subclasses for bad input (before any file is written), :class:`TrainingFailed`
+    for a non-finite loss, :class:`TrainingInterrupted` (a KeyboardInterrupt) after saving a stop
+    asked for by Ctrl-C, SIGTERM, SIGHUP or ``trainer.request_stop``.
     """
     runs_dir = Path(runs_dir)
+    argv = list(argv if argv is not None else sys.argv)
     cfg = load_config(config_path, overrides)
-    run = None
-    if resume is not None:
-        run = RunFolder(resolve_run(runs_dir, resume))
-        saved = load_config(run.path / "config.yaml")
-        cfg.seed = saved.seed  # the run's seed, whatever the config says now
-        _check_resumable(saved, cfg)
-    elif run_id is not None:
-        RunFolder.check_free(runs_dir, run_id)  # before any work, not only when the folder is made
-    try:
-        parts = build(cfg)
-    except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
-        raise cfg.error("model", f"expected a model and data that fit in memory, found: {err}") from None
-    trainer = make_trainer(cfg, parts, callbacks)
-    columns = metric_columns(cfg, trainer.validation is not None)
+    with ExitStack() as stack:
+        run = info = None
+        if resume is not None:
+            run = RunFolder(resolve_run(runs_dir, resume))
+            stack.enter_context(run.lock(argv))  # a live writer is refused before anything is read
+            info = run.read_json()
+            saved = load_config(run.path / "config.yaml", import_plugins=False)  # the run's own: never run
+            cfg.seed = saved.seed  # the run's seed, whatever the config says now
+            _check_resumable(saved, cfg)
+        elif run_id is not None:
+            RunFolder.check_free(runs_dir, run_id)  # before any work, not only when the folder is made
+        try:
+            parts = build(cfg)
+        except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
+            raise cfg.error("model", f"expected a model and data that fit in memory, found: {err}") from None
+        if info is not None:
+            changes = check_data_unchanged(info, cfg, "resuming")
+            if changes:
+                raise RunError(f"cannot resume run '{run.run_id}': its data has changed since it was trained: "
+                               + "; ".join(changes) + ". Resuming would train on other data; start a new run")
+        trainer = make_trainer(cfg, parts, callbacks)
+        columns = metric_columns(cfg, trainer.validation is not None)
+        blas = (info.get("blas") if info is not None else None) or blas_info()
+        stack.enter_context(blas_threads(blas["threads"] if blas else None))
+        signals = stack.enter_context(StopSignals(trainer))
+        warnings: list[str] = []
+        with signals.shield():
+            if run is None:
+                info = _new_info(cfg, config_path, argv, parts, blas)
+                run, lock = RunFolder.create(runs_dir, run_id, cfg.to_dict(absolute_paths=True), info,
+                                             stem=Path(config_path).stem, argv=argv)
+                stack.enter_context(lock)
+            else:
+                warnings = _prepare_resume(run, trainer, info, cfg, columns)
+        recorder = RunRecorder(run, info, columns, signals)
+        if resume is not None and (run.checkpoints / "last.safetensors").exists():
+            recorder.saved_epoch = trainer.state.epoch
+        trainer.callbacks.insert(0, recorder)
+        if faults.active():
+            trainer.callbacks.append(_Faults())
+        return _fit(run, trainer, recorder, cfg, info, warnings)
 
-    if run is None:
-        run_id = run_id or new_run_id(Path(config_path).stem, runs_dir)
-        info = {"run_id": run_id, "status": "running", "created": _now(), "config": str(config_path),
-                "argv": list(argv if argv is not None else sys.argv), "seed": cfg.seed, "epochs": cfg.train.epochs,
-                "versions": {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()},
-                "data": _data_info(parts)}
-        run = RunFolder.create(runs_dir, run_id, cfg.to_dict(absolute_paths=True), info)
-    else:
-        info = run.read_json()
+
+def _new_info(cfg: Config, config_path, argv: list[str], parts: Parts, blas: dict | None) -> dict:
+    return {"run_id": None, "status": "running", "created": _now(), "config": str(config_path), "argv": argv,
+            "seed": cfg.seed, "epochs": cfg.train.epochs,
+            "versions": {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()},
+            "data": {**_data_info(parts), "fingerprint": config_fingerprint(cfg)}, "blas": blas}
+
+
+def _prepare_resume(run: RunFolder, trainer: Trainer, info: dict, cfg: Config, columns: list[str]) -> list[str]:
+    """Restore the last checkpoint, rebuild metrics.csv from it, record the resume; warnings to show."""
+    last, best = run.checkpoints / "last.safetensors", run.checkpoints / "best.safetensors"
+    done = info.get("epochs_done") or 0
+    warnings = []
+    if last.exists():
+        restore_checkpoint(last, trainer, columns)
+    elif done or best.exists():
+        raise RunError(f"cannot resume run '{run.run_id}': {last} is missing, but the run finished {done} "
+                       f"epochs; resuming would start again from epoch 0 and throw them away. Restore the file, "
+                       "or start a new run")
+    else:  # killed before its first checkpoint: starting from epoch 0 is continuing
+        rows, _ = read_metrics_rows(run.path / "metrics.csv")
+        if rows:
+            raise RunError(f"cannot resume run '{run.run_id}': {last} is missing, but metrics.csv has "
+                           f"{len(rows)} finished epochs; restore the file, or start a new run")
+    if trainer.state.best_epoch is not None and not best.exists():
+        warnings.append(f"{best} is missing: the weights of the best epoch ({trainer.state.best_epoch}) are "
+                        "lost; it is written again when an epoch beats that one")
+    trainer.recompute_early_stopping()
+    try:
         run.remove_partial_writes()
-        last = run.checkpoints / "last.safetensors"
-        if last.exists():
-            restore_checkpoint(last, trainer)
-        run.truncate_metrics(trainer.state.epoch)
-        trainer.history = [row for row in run.read_metrics()]
+        run.write_metrics(trainer.history, columns)  # every finished epoch once, from the checkpoint
         run.write_config(cfg.to_dict(absolute_paths=True))
         info.pop("error", None)  # a resumed run starts without the last attempt's failure
-        info.update(epochs=cfg.train.epochs, resumed=info.get("resumed", []) + [_now()])
-    recorder = RunRecorder(run, info, columns)
-    trainer.callbacks.insert(0, recorder)
+        info.update(epochs=cfg.train.epochs, resumed=info.get("resumed", []) + [_now()], warnings=warnings)
+        run.write_json(info)
+    except OSError as err:
+        raise RunError(f"cannot resume run '{run.run_id}': writing to {run.path} failed "
+                       f"({err.strerror or err}); nothing was trained. Continue with --resume {run.run_id} once "
+                       "it can be written") from None
+    return warnings
+
+
+def _fit(run: RunFolder, trainer: Trainer, recorder: RunRecorder, cfg: Config, info: dict,
+         warnings: list[str]) -> RunResult:
     try:
         # A non-finite loss is detected and reported by the trainer; numpy's own warnings
         # about overflow on the way there would only be noise.
-        with deferred_interrupt(trainer), np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):
             status = trainer.fit()
     except NonFiniteLoss as err:
         info["error"] = str(err)
-        recorder._write_info(trainer, "failed")
+        recorder.write_info(trainer, "failed")
         if trainer.history:
             _plot(run)  # the curves up to the failure help to see why
-        raise TrainingFailed(run, err) from None
+        raise TrainingFailed(run, err, recorder.saved_epoch) from None
+    except KeyboardInterrupt:
+        st = trainer.state
+        raise TrainingInterrupted(run, trainer.stop_signal or signal.SIGINT, st.epoch, st.batch,
+                                  trainer.consistent) from None
     except (RunError, OSError) as err:  # a write to the run folder failed (disk full, folder gone)
+        kept = (f"the last checkpoint is intact (after epoch {recorder.saved_epoch})"
+                if recorder.saved_epoch is not None else "no checkpoint was written yet")
         message = str(err) if isinstance(err, RunError) else (
-            f"could not write to {run.path} ({err.strerror or err}); the last checkpoint is intact")
+            f"could not write to {run.path} ({err.strerror or err}); {kept}")
         info["error"] = message
         try:
-            recorder._write_info(trainer, "failed")
-        except OSError:
+            recorder.write_info(trainer, "failed")
+        except (OSError, RunError):
             pass  # run.json keeps its previous (complete) version
         raise RunError(f"{message}; continue with --resume {run.run_id} once it can be written") from None
     problem = _plot(run)
-    return RunResult(run, status, trainer, cfg, [problem] if problem else [])
+    return RunResult(run, status, trainer, cfg, warnings + ([problem] if problem else []))
 
 
 def _data_info(parts: Parts) -> dict:

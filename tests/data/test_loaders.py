@@ -1,6 +1,5 @@
 import gzip
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -91,15 +90,10 @@ def test_csv_unknown_target_lists_columns_and_closest(tmp_path):
     raises(["d.csv", "'labels'", "Did you mean 'label'?", "a, b, label"], load_csv, path, target="labels")
 
 
-def test_digits_csv_loads_fast():
-    path = builtin._FILES / "digits.csv"
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        x, _, _, _ = load_csv(path)
-        best = min(best, time.perf_counter() - start)
-    assert x.shape == (1797, 64)
-    assert best < 0.1, f"digits.csv took {best * 1000:.0f} ms"
+def test_digits_csv_loads_whole():
+    # Its speed is for the benchmarks: a timed assertion fails on a busy machine (issue 11).
+    x, y, _, _ = load_csv(builtin._FILES / "digits.csv")
+    assert x.shape == (1797, 64) and x.dtype == np.float32 and len(y) == 1797
 
 
 # ---------------------------------------------------------------------------- npz / npy

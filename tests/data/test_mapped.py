@@ -114,8 +114,11 @@ def test_training_from_the_map_equals_training_in_memory_and_resumes_bit_for_bit
     memory, mapped, resumed = (_weights(tmp_path, r) for r in ("memory", "mapped", "resumed"))
     assert memory.keys() == mapped.keys() == resumed.keys()
     for key in memory:
-        np.testing.assert_array_equal(mapped[key], memory[key], err_msg=key)
-        np.testing.assert_array_equal(resumed[key], memory[key], err_msg=key)
+        a, b, c = memory[key], mapped[key], resumed[key]
+        if key == "run/history":  # one row per epoch; its last column is the epoch's wall time
+            a, b, c = a[:, :-1], b[:, :-1], c[:, :-1]
+        np.testing.assert_array_equal(b, a, err_msg=key)
+        np.testing.assert_array_equal(c, a, err_msg=key)
 
 
 def test_bad_mapped_files_are_named(tmp_path):

@@ -152,8 +152,10 @@ def test_a_layer_without_counterpart_is_refused_by_name(tmp_path):
     (tmp_path / "c.yaml").write_text("plugins: [doubler.py]\n" + MODELS["mlp"].replace(
         "{type: Dropout, rate: 0.1}", "{type: Doubler}") + "\ntrain: {epochs: 1}\n")
     train(tmp_path / "c.yaml", runs_dir=tmp_path / "runs", run_id="d", argv=[])
+    untrusted = cli("export", "d", "--format", "onnx", "--runs-dir", tmp_path / "runs")
+    assert untrusted.exit_code == 2 and "--trust-plugins" in untrusted.output  # a run's code is opt-in
     for fmt in ("onnx", "safetensors"):
-        result = cli("export", "d", "--format", fmt, "--runs-dir", tmp_path / "runs")
+        result = cli("export", "d", "--format", fmt, "--runs-dir", tmp_path / "runs", "--trust-plugins")
         assert result.exit_code == 2, result.output
         assert re.search(r"layer 1 'doubler(_\d+)?' \(Doubler\) has no", " ".join(result.output.split()))
         assert "Traceback" not in result.output

@@ -210,13 +210,13 @@ PROCESS_CASES = ["billion_laughs", "merge_key_bomb", "deep_flow_mapping", "one_h
 def test_a_real_process_answers_quickly(folder, case):
     text, where = CASES[case]
     cfg = write(folder, text)
-    proc = cli_process("train", cfg, "--runs-dir", folder / "runs", limit_memory=True, timeout=60)
+    proc = cli_process("train", cfg, "--runs-dir", folder / "runs", limit_memory=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert __import__("re").search(where, proc.stderr), proc.stderr
     assert run_folders(folder / "runs") == []
-    assert proc.seconds < 5.0  # includes ~0.7 s of interpreter and numpy start-up
+    assert proc.seconds < 5.0  # CPU seconds, including ~0.7 s of interpreter and numpy start-up
 
 
 @pytest.mark.parametrize("layers, found", [

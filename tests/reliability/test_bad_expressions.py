@@ -157,14 +157,14 @@ BLOW_UPS = [
 
 @pytest.mark.parametrize("expr, values, codes", BLOW_UPS, ids=[f"blowup{i}" for i in range(len(BLOW_UPS))])
 def test_unbounded_expressions_are_refused_or_bounded_quickly(expr, values, codes):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: a busy machine does not stretch them
     result = cli("grad", expr, *[a for v in values for a in ("--at", v)])
     assert result.exit_code in codes, result.output[-2000:]
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert_bad_input(result)
-    assert time.perf_counter() - start < TIME_LIMIT_S
+    assert time.process_time() - start < TIME_LIMIT_S
 
 
 def test_a_result_refused_for_its_size_is_never_computed(monkeypatch):

@@ -210,6 +210,32 @@ def test_plugins_run_only_when_the_config_lists_them(tmp_path, marker):
     assert marker.read_text() == "plugin"  # the positive control: listed, it runs
 
 
+def _received_run_with_a_plugin(tmp_path, marker, tiny):
+    """A run folder as received from someone else, whose config.yaml was given a plugin."""
+    runs = tmp_path / "runs"
+    assert cli("train", tiny, "--runs-dir", runs, "--run-id", "r", "--quiet").exit_code == 0
+    evil = write(tmp_path, PLUGIN.format(marker=str(marker)), "evil.py")
+    saved = runs / "r/config.yaml"
+    saved.write_text(saved.read_text().replace("plugins: []", f"plugins: [{evil}]"))
+    inputs = write(tmp_path, "a,b,c,d\n5.1,3.5,1.4,0.2\n", "inputs.csv")
+    return runs, inputs
+
+
+def test_eval_and_predict_never_import_a_run_s_plugins_without_trust_plugins(tmp_path, marker, tiny):
+    runs, inputs = _received_run_with_a_plugin(tmp_path, marker, tiny)
+    assert_bad_input(cli("eval", "r", "--runs-dir", runs), r"evil\.py.*--trust-plugins")
+    assert_bad_input(cli("predict", "r", inputs, "--runs-dir", runs), r"evil\.py.*--trust-plugins")
+    assert not marker.exists()
+    assert cli("eval", "r", "--runs-dir", runs, "--trust-plugins").exit_code == 0
+    assert marker.read_text() == "plugin"  # the positive control: trusted, it runs
+
+
+def test_resume_never_imports_a_plugin_that_only_the_run_s_config_lists(tmp_path, marker, tiny):
+    runs, _ = _received_run_with_a_plugin(tmp_path, marker, tiny)
+    assert_bad_input(cli("train", tiny, "--runs-dir", runs, "--resume", "r", "--quiet"), r"plugins")
+    assert not marker.exists()
+
+
 # -- writes stay inside the runs folder ---------------------------------------------------------
 BAD_RUN_IDS = ["../../x", "..", ".", "../x", "x/../../y", "/tmp/x", "a/b", "a\\b", "~", "~root", "", " x", "x ",
                "x\ny", "x\x00y", ".hidden", "-rf", "é", "x" * 129, "latest", "con:", "x*"]

@@ -274,9 +274,9 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]']
     levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     path = write(tmp_path, "\n".join(levels) + "\n")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: a busy machine does not stretch them
     message = problems(path)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 5.0  # generous: a garbage collection of the suite's heap may land here
     assert "alias bomb" in message and "cfg.yaml:" in message
 
 

@@ -73,7 +73,7 @@ def _metrics_without_time(run: Path):
 
 
 def _weights(path: Path):
-    return load_checkpoint(path)[0]
+    return {k: v for k, v in load_checkpoint(path)[0].items() if k != "run/history"}  # history has time_s
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
@@ -170,6 +170,33 @@ def test_early_stopping(tmp_path):
                                        "min_delta: 10.0}}"))
     result = train(cfg, runs_dir=tmp_path)
     assert result.status == "early_stopped" and result.trainer.state.epoch == 2
+
+
+EARLY = "train: {epochs: 8, metrics: [accuracy], early_stopping: {monitor: loss, patience: 0, min_delta: 0.2}}"
+
+
+@pytest.mark.parametrize("looser", ["train.early_stopping=null", "train.early_stopping.patience=3"])
+def test_resuming_an_early_stopped_run_under_a_looser_policy_trains_on(tmp_path, looser):
+    """The stop is recomputed under the new policy: the resumed run is a fresh run with that policy."""
+    cfg = write(tmp_path, TINY.replace("train: {epochs: 6, metrics: [accuracy]}", EARLY))
+    stopped = train(cfg, runs_dir=tmp_path, run_id="stopped")
+    assert stopped.status == "early_stopped" and stopped.trainer.state.epoch < 8
+    fresh = train(cfg, runs_dir=tmp_path, run_id="fresh", overrides=[looser])
+    assert fresh.trainer.state.epoch > stopped.trainer.state.epoch
+    resumed = run_cli("train", cfg, "--runs-dir", tmp_path, "--resume", "stopped", "--set", looser, "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    info = json.loads((tmp_path / "stopped/run.json").read_text())
+    assert (info["status"], info["epochs_done"]) == (fresh.status, fresh.trainer.state.epoch)
+    assert _metrics_without_time(tmp_path / "stopped") == _metrics_without_time(tmp_path / "fresh")
+
+
+def test_resuming_an_early_stopped_run_under_the_same_policy_stays_stopped(tmp_path):
+    cfg = write(tmp_path, TINY.replace("train: {epochs: 6, metrics: [accuracy]}", EARLY))
+    stopped = train(cfg, runs_dir=tmp_path, run_id="stopped")
+    result = run_cli("train", cfg, "--runs-dir", tmp_path, "--resume", "stopped", "--quiet")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "stopped/run.json").read_text())
+    assert (info["status"], info["epochs_done"]) == ("early_stopped", stopped.trainer.state.epoch)
 
 
 def test_check_command(tmp_path, monkeypatch):

@@ -65,7 +65,8 @@ def _head(loss, units: int) -> tuple[str, bool]:
     return "none", logits
 
 
-def export_run(runs_dir, run_id: str, format: str = "onnx", checkpoint: str = "best", out=None) -> ExportResult:
+def export_run(runs_dir, run_id: str, format: str = "onnx", checkpoint: str = "best", out=None,
+               trust_plugins: bool = False) -> ExportResult:
     """Write a run's checkpoint as ONNX (``format="onnx"``) or as PyTorch-named weights (``"safetensors"``).
 
     Args:
@@ -76,6 +77,8 @@ def export_run(runs_dir, run_id: str, format: str = "onnx", checkpoint: str = "b
             ``torch.nn.Sequential`` holds them; the torch module list in the metadata).
         checkpoint: ``best`` or ``last``.
         out: the file to write (default ``runs/<id>/export/<checkpoint>.onnx|.safetensors``).
+        trust_plugins: import the plugins the run's config lists (code that runs with your rights),
+            as ``nncli eval --trust-plugins`` does; without it a run that lists plugins is refused.
 
     Raises:
         ExportError: for a layer with no counterpart (named), a model that is not Sequential, or
@@ -95,7 +98,7 @@ def export_run(runs_dir, run_id: str, format: str = "onnx", checkpoint: str = "b
     if format not in FORMATS:
         raise ExportError(f"unknown format '{format}': expected one of {', '.join(FORMATS)}")
     path = resolve_run(runs_dir, run_id)
-    cfg, parts, epoch, info = restore_model(path, checkpoint)
+    cfg, parts, epoch, info = restore_model(path, checkpoint, trust_plugins=trust_plugins)
     model = parts.model
     if not isinstance(model, Sequential):
         raise ExportError(f"run '{path.name}' has a {type(model).__name__} model; only Sequential models export "
