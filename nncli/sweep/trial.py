@@ -166,36 +166,12 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _record_threads(argv: list[str]) -> None:
-    """Note the BLAS thread count this trial was pinned to in its run.json, unless nncli recorded one."""
-    import json
-
-    threads = os.environ.get("OPENBLAS_NUM_THREADS")
-    flag = "--resume" if "--resume" in argv else "--run-id"
-    if not threads or flag not in argv or "--runs-dir" not in argv:
-        return
-    run_dir = Path(argv[argv.index("--runs-dir") + 1]) / argv[argv.index(flag) + 1]
-    info = read_info(run_dir)
-    if info is None or info.get("blas"):
-        return
-    from nncli.train.runs import atomic_write
-
-    info["blas"] = {"threads": int(threads)}
-    try:
-        atomic_write(run_dir / "run.json", (json.dumps(info, indent=2) + "\n").encode())
-    except OSError:
-        pass  # the sweep's record has the count too
-
-
 def main() -> None:
     _die_with_parent()
     from nncli.cli import main as cli_main
 
     sys.argv = ["nncli", *sys.argv[1:]]
-    try:
-        cli_main()
-    finally:
-        _record_threads(sys.argv)
+    cli_main()
 
 
 if __name__ == "__main__":
