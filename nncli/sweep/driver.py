@@ -24,12 +24,13 @@ from nncli.sweep.plan import trial_overrides, validate_trials
 from nncli.sweep.record import (ENDED, FINAL, Attempt, Best, SweepFolder, SweepRecord, TrialRecord, now,
                                 trial_run_id)
 from nncli.sweep.space import Dimension
+from nncli.sweep.trial import set_aside, why_not_resumable
 from nncli.train.config import Config
 
 __all__ = ["Driver", "Reporter", "SweepResult", "digest", "in_folder", "best_of"]
 
 _STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-_TICK_S = 0.5  # how often the sweep looks at signals and refreshes its progress while it waits
+_TICK_S = 0.25  # how often the sweep looks at signals and refreshes its progress while it waits
 
 
 class Reporter:
@@ -179,7 +180,12 @@ class Driver:
 
         t = self.record.trials[number]
         run_dir = self.runs / t.run_id
-        resume = (run_dir / "run.json").is_file()
+        resume = run_dir.exists()
+        why = why_not_resumable(run_dir) if resume else None
+        if why is not None:  # a resume would be refused: the trial starts again, nothing of it deleted
+            aside, resume = set_aside(run_dir, len(t.attempts)), False
+            self.reporter.trial_retried(self.record, t, f"its run folder cannot be resumed ({why}); it starts "
+                                                        f"again, the folder kept as {aside.name}")
         job = Job(number, t.run_id, t.set, len(t.attempts) + 1, resume)
         if self.executor.kind == "dask":
             job.bundle = make_bundle(self.configs[number].to_dict(absolute_paths=True), self.cache)

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["THREAD_VARIABLES", "thread_env", "cpu_count", "train_argv", "run_child", "ChildResult", "TrialEnd",
-           "classify"]
+           "classify", "why_not_resumable", "set_aside", "read_info"]
 
 # Every BLAS / OpenMP library numpy may be built with reads one of these when it loads.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 PARENT_ENV = "NNCLI_SWEEP_PARENT"  # the pid of the process whose end ends the trial
 _STOPPED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)
-_POLL_S = 0.5  # how often a running trial looks whether the sweep asks it to stop
+_POLL_S = 0.2  # how often a running trial looks whether the sweep asks it to stop
 _MAX_ERROR = 4000  # characters of a trial's error message kept in sweep.json
 
 
@@ -113,6 +113,36 @@ def read_info(run_dir: Path) -> dict | None:
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def why_not_resumable(run_dir: Path) -> str | None:
+    """Why ``nncli train --resume`` would refuse to continue this run folder (None: it can).
+
+    The same rule as the resume itself: the last checkpoint is there, or the run was cut before it
+    finished anything (no epoch in run.json or metrics.csv, no best checkpoint).
+    """
+    from nncli.train.runs import RunFolder, read_metrics_rows
+
+    run, info = RunFolder(run_dir), read_info(run_dir)
+    if info is None:
+        return "it has no readable run.json"
+    if (run.checkpoints / "last.safetensors").is_file():
+        return None
+    rows, _ = read_metrics_rows(run_dir / "metrics.csv")
+    if info.get("epochs_done") or rows or (run.checkpoints / "best.safetensors").exists():
+        return "it has finished epochs but no last checkpoint"
+    return None
+
+
+def set_aside(run_dir: Path, attempt: int) -> Path:
+    """Move a run folder that cannot be resumed out of the trial's way (hidden: ``nncli runs`` skips it)."""
+    aside = run_dir.with_name(f".{run_dir.name}.attempt-{attempt}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = run_dir.with_name(f".{run_dir.name}.attempt-{attempt}-{n}")
+    os.rename(run_dir, aside)
+    return aside
 
 
 def classify(result: ChildResult, run_dir: Path) -> TrialEnd:

@@ -18,7 +18,8 @@ def _mid_sweep(runs, sweep_id, done: int):
         if record is None:
             return None
         ended = [t for t in record["trials"] if t["status"] == "completed"]
-        running = [t for t in record["trials"] if t["status"] == "running" and row_count(runs / t["run_id"]) >= 1]
+        running = [t for t in record["trials"] if t["status"] == "running" and row_count(runs / t["run_id"]) >= 1
+                   and (runs / t["run_id"] / "checkpoints" / "last.safetensors").is_file()]
         return record if len(ended) >= done and running else None
     return moment
 
@@ -39,8 +40,8 @@ def test_a_sweep_killed_mid_way_resumes_to_the_record_of_an_uninterrupted_sweep(
             for t in left["trials"] if t["status"] == "completed"}
     assert len(kept) >= 2 and len(kept) < 6
     cut = [t["trial"] for t in left["trials"]
-           if t["status"] == "running" and (runs / t["run_id"] / "run.json").is_file()]
-    assert cut  # a trial was cut mid-way (it had finished an epoch when the kill was aimed)
+           if t["status"] == "running" and (runs / t["run_id"] / "checkpoints" / "last.safetensors").is_file()]
+    assert cut  # a trial was cut mid-way (it had saved an epoch when the kill was aimed)
 
     proc = run("sweep", "--resume", "k", cwd=tmp_path, check_code=0)
     assert f"{6 - len(kept)} to run" in proc.stdout
@@ -60,7 +61,7 @@ def test_a_sweep_killed_mid_way_resumes_to_the_record_of_an_uninterrupted_sweep(
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_saves_what_finished_and_resume_continues(tmp_path, signum, code):
-    tiny(tmp_path, epochs=25)
+    tiny(tmp_path, epochs=150)  # long enough that a trial under way is still training when the signal lands
     runs = tmp_path / "runs"
     grid = ["--grid", "optimizer.learning_rate=[0.003, 0.03, 0.1]"]
     sweep = start("sweep", "tiny.yaml", *grid, "--workers", 2, "--sweep-id", "i", cwd=tmp_path)

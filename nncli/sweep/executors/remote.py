@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from nncli.sweep.executors.bundle import BundleError, extract_run, local_config, pack_run, relocate, unpack_bundle
@@ -21,15 +22,16 @@ from nncli.sweep.trial import TrialEnd, classify, cpu_count, run_child, thread_e
 __all__ = ["run_on_worker"]
 
 
-def _stop_level(event_name: str):
-    """A poll of the sweep's stop event: 1 once it is set (the sweep was interrupted)."""
+def _stop_level(event_name: str, every_s: float = 1.0):
+    """A poll of the sweep's stop event (asked of the scheduler at most every ``every_s``): 1 once it is set."""
     from distributed import Event
 
     event = Event(event_name)
-    state = {"level": 0}
+    state = {"level": 0, "next": 0.0}
 
     def level() -> int:
-        if not state["level"]:
+        if not state["level"] and time.monotonic() >= state["next"]:
+            state["next"] = time.monotonic() + every_s
             try:
                 state["level"] = 1 if event.is_set() else 0
             except Exception:  # noqa: BLE001 - the scheduler is gone: then nobody waits for this trial
