@@ -10,6 +10,7 @@ Options given on the command line win over the section; the space comes whole fr
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -173,10 +174,13 @@ def validate_trials(config_path: str | Path, seed: int, trials: list[dict[str, A
     by_key = {d.key: d for d in dims}
     lines: dict[tuple[str, bool], list[int]] = {}  # (problem, at the trial's own value) -> the trials it hits
     configs = []
+    built: dict[str, ConfigError | None] = {}
     for number, values in enumerate(trials, start=first):
         overrides = trial_overrides(seed, values)
         try:
-            configs.append(load_config(config_path, overrides))
+            cfg = load_config(config_path, overrides)
+            _check_parts(cfg, built)
+            configs.append(cfg)
         except ConfigError as err:
             own = dict(zip(overrides[1:], values))
             for problem in getattr(err, "problems", None) or []:
@@ -194,6 +198,26 @@ def validate_trials(config_path: str | Path, seed: int, trials: list[dict[str, A
         more = len(lines) - len(shown)
         raise ConfigError("\n".join(shown + ([f"... and {more} more problems"] if more else [])))
     return configs
+
+
+def _check_parts(cfg: Config, built: dict[str, ConfigError | None]) -> None:
+    """Build the trial's model, loss, optimizer and metrics (not its data), as its training would first.
+
+    A value the schema allows but no part can be built from (a negative learning rate, a layer
+    argument its class refuses) is caught here, before any trial starts. Trials whose parts are
+    the same (a grid over the batch size) are built once.
+    """
+    from nncli.train.build import build
+
+    key = json.dumps([cfg.model, cfg.loss, cfg.optimizer, cfg.train.metrics], sort_keys=True, default=str)
+    if key not in built:
+        try:
+            build(cfg, with_data=False)
+            built[key] = None
+        except ConfigError as err:
+            built[key] = err
+    if built[key] is not None:
+        raise built[key]
 
 
 def _numbers(ns: list[int]) -> str:

@@ -122,3 +122,16 @@ def test_an_unreachable_cluster_is_bad_input(tmp_path):
             tmp_path, rf"cannot reach the Dask scheduler at tcp://127.0.0.1:{port} .*'dask scheduler'")
     refused(sweep(tmp_path, tiny(tmp_path), "--grid", "train.epochs=[1]", "--cluster", "somehost"), tmp_path,
             r"expected --cluster tcp://HOST:PORT")
+
+
+def test_a_value_no_part_can_be_built_from_is_refused_before_any_trial(tmp_path):
+    # the schema allows any number here; only building the optimizer (or the layer) says it cannot work
+    cfg = tiny(tmp_path)
+    err = refused(sweep(tmp_path, cfg, "--grid", "optimizer.learning_rate=[0.01, -1]", "--grid",
+                        "model.layers[0].units=[4, 8]"), tmp_path,
+                  r"^error: --grid optimizer.learning_rate=\[0.01, -1\]: optimizer.learning_rate: the optimizer "
+                  r"cannot be built: learning_rate must be a number >= 0 .*, not -1 \(trials 2, 3\)$")
+    assert err.count("\n") == 1
+    cfg = tiny(tmp_path, extra="sweep:\n  grid:\n    optimizer.learning_rate: [0.01, -1]\n")
+    refused(sweep(tmp_path, cfg), tmp_path, r"^error: .*tiny.yaml:13:37: sweep.grid.optimizer.learning_rate\[1\]: "
+                                            r"optimizer.learning_rate: the optimizer cannot be built: .* \(trial 1\)$")

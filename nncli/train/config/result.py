@@ -45,7 +45,10 @@ class Config:
         Example: ``raise cfg.error("model.layers[2].units", "expected units > 0, found -1")``
         """
         path = parse_key(path) or () if isinstance(path, str) else tuple(path)
-        return ConfigError(str(Problem((self.locator or Locator("<config>")).at(path), path, message)))
+        problem = Problem((self.locator or Locator("<config>")).at(path), path, message)
+        err = ConfigError(str(problem))
+        err.problems = [problem]  # as load_config's errors have: a sweep places it at the trial's own value
+        return err
 
     def resolve_path(self, name: str) -> Path:
         """A path from the config, made absolute against :attr:`base_dir`."""
