@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sweep_tools import DEADLINE_S, env, wait_for
+from sweep_tools import DEADLINE_S, env, read_json, wait_for
 
 
 @dataclass
@@ -19,6 +18,14 @@ class Cluster:
     address: str
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)  # each worker's working (and local) directory
+    paused: dict[str, Path] = field(default_factory=dict)  # made by a trial a worker's fault holds (see below)
+
+    def wait_for_workers(self, n: int) -> None:
+        """Until the scheduler counts exactly ``n`` workers (it has seen a killed one go)."""
+        import distributed
+
+        with distributed.Client(self.address, timeout=DEADLINE_S) as client:
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == n, f"the scheduler to count {n} workers")
 
 
 def _dask() -> list[str]:
@@ -30,10 +37,14 @@ def _dask() -> list[str]:
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, request):
     """``dask scheduler`` and two ``dask worker`` processes (one thread each, no nanny: a killed worker stays dead),
-    on ephemeral ports of 127.0.0.1, each in a folder of its own (never the client's)."""
+    on ephemeral ports of 127.0.0.1, each in a folder of its own (never the client's).
+
+    Parametrized indirectly with ``{"w1": "batch:12=pause"}``, the trials that worker runs get that fault: the
+    first holds after its 12th batch, having made ``cluster.paused["w1"]``, until it is asked to stop (or dies)."""
     distributed = pytest.importorskip("distributed")
+    faults = getattr(request, "param", None) or {}
     procs: list[subprocess.Popen] = []
     info = tmp_path / "scheduler" / "scheduler.json"
     info.parent.mkdir()
@@ -42,16 +53,20 @@ def cluster(tmp_path):
         procs.append(subprocess.Popen([*_dask(), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                        "--scheduler-file", str(info)], cwd=info.parent, env=env(), stdout=log,
                                       stderr=subprocess.STDOUT))
-        address = wait_for(lambda: (json.loads(info.read_text()) if info.is_file() else {}).get("address"),
-                           "the scheduler's address", proc=procs[0])
+        # the scheduler writes its file in place: until it is whole, it is no JSON (or no file) yet
+        address = wait_for(lambda: (read_json(info) or {}).get("address"), "the scheduler's address", proc=procs[0])
         result = Cluster(address)
         for name in ("w1", "w2"):
             folder = tmp_path / name
             folder.mkdir()
             out = open(folder / "log.txt", "w")
+            extra = {}
+            if name in faults:
+                result.paused[name] = folder / "paused"
+                extra = {"NNCLI_FAULTS": faults[name], "NNCLI_FAULTS_READY": result.paused[name]}
             proc = subprocess.Popen([*_dask(), "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                      "--local-directory", str(folder / "scratch"), "--name", name],
-                                    cwd=folder, env=env(), stdout=out, stderr=subprocess.STDOUT)
+                                    cwd=folder, env=env(**extra), stdout=out, stderr=subprocess.STDOUT)
             procs.append(proc)
             result.workers[name], result.folders[name] = proc, folder
         with distributed.Client(address, timeout=DEADLINE_S) as client:

@@ -62,11 +62,18 @@ def _alone(folder, trial, threads: int = 1):
     return metrics_rows(folder / "alone" / trial["run_id"])
 
 
+# The first trial worker w1 runs holds after 12 batches (an epoch and a half of the 120 training rows in 16s):
+# it is surely mid-trial when the test acts, however loaded the machine is.
+HOLD_W1 = pytest.mark.parametrize("cluster", [{"w1": "batch:12=pause"}], indirect=True)
+
+
+@HOLD_W1
 def test_a_cluster_sweep_survives_a_killed_worker_and_brings_every_run_folder_home(tmp_path, cluster):
     folder = client_folder(tmp_path)
     sweep = start("sweep", "reg.yaml", *GRID, "--cluster", cluster.address, "--threads", 1, "--sweep-id", "c",
                   cwd=folder)
-    running = wait_for(_under_way(cluster.folders["w1"]), "a trial under way on worker w1", proc=sweep)
+    wait_for(cluster.paused["w1"].is_file, "a trial on worker w1 to hold mid-trial", proc=sweep)
+    running = wait_for(_under_way(cluster.folders["w1"]), "its run folder on worker w1", proc=sweep)
     # the worker trains on the files that travelled, in its own folder: not on the client's paths
     remote = yaml.safe_load((running / "config.yaml").read_text())
     assert remote["data"]["source"].startswith(str(cluster.folders["w1"]))
@@ -118,15 +125,18 @@ def test_a_missing_file_that_did_not_travel_is_named_with_what_to_do(tmp_path, m
         unpack_bundle(bundle, tmp_path / "worker")
 
 
+@HOLD_W1
 def test_an_interrupted_cluster_sweep_brings_back_saved_trials_and_resumes_them_there(tmp_path, cluster):
     folder = client_folder(tmp_path, epochs=40)
     grid = ["--grid", "optimizer.learning_rate=[0.003, 0.01]"]
     sweep = start("sweep", "reg.yaml", *grid, "--cluster", cluster.address, "--threads", 1, "--sweep-id", "i",
                   cwd=folder)
-    wait_for(_under_way(cluster.folders["w1"]), "a trial under way on a worker", proc=sweep)
-    sweep.send_signal(signal.SIGINT)
+    wait_for(cluster.paused["w1"].is_file, "a trial on worker w1 to hold mid-trial", proc=sweep)
+    sweep.send_signal(signal.SIGINT)  # the held trial is asked to stop: it saves at its next batch
     out, err = sweep.communicate()
     assert sweep.returncode == 130, out + err
+    kill(cluster.workers["w1"].pid)  # its fault would hold the resumed trials too: they resume on w2
+    cluster.wait_for_workers(1)
     record = sweep_record(folder / "runs", "i")
     # a trial under way saved at a batch boundary on its worker, and its run folder came back (one that was
     # still starting stopped before it made a run folder)
