@@ -225,6 +225,82 @@ def train(
     return 0
 
 
+class _Sampler(str, Enum):
+    random = "random"
+    tpe = "tpe"
+
+
+@_command()
+def sweep(
+    config: Annotated[Optional[str], typer.Argument(
+        metavar="CONFIG", help="The YAML config every trial starts from (its sweep: section may hold the options "
+                                 "below).")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option(
+        "--grid", metavar="KEY=[V1, V2]", help="Try each value of KEY, with every value of the other --grid keys: "
+                                               "'optimizer.learning_rate=[0.001, 0.01]'.")] = None,
+    random: Annotated[Optional[int], typer.Option(
+        "--random", metavar="N", help="Draw N trials at random from the --space distributions.")] = None,
+    space: Annotated[Optional[list[str]], typer.Option(
+        "--space", metavar="KEY=DIST", help="A distribution to draw KEY from: loguniform(a, b), uniform(a, b) or "
+                                            "choice(x, y, ...).")] = None,
+    sampler: Annotated[Optional[_Sampler], typer.Option(
+        help="How --trials are proposed: random draws, or Optuna's TPE (needs optuna).")] = None,
+    trials: Annotated[Optional[int], typer.Option(metavar="N", help="Trials of --sampler.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        metavar="N", help="Trials at once on this machine, each with its share of the cores (default 1).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(
+        metavar="tcp://HOST:PORT", help="Run the trials on this Dask scheduler's workers instead.")] = None,
+    sweep_id: Annotated[Optional[str], typer.Option(
+        metavar="ID", help="Name of the sweep (default: <config>-sweep-<time>); its trials are the runs ID-t00, "
+                           "ID-t01...")] = None,
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help="Folder holding the run folders.")] = "runs",
+    retries: Annotated[Optional[int], typer.Option(
+        metavar="N", help="More attempts for a trial whose process or worker was lost (default 2).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        metavar="N", help="BLAS threads per trial (default: the cores divided among the trials at once).")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="N", help="Seed of the random draws.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        metavar="SWEEP_ID", help="Continue this sweep (or 'latest'): finished trials are kept.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object at the end (the progress goes to stderr).")] = False,
+) -> int:
+    """Train variations of a config (a grid, random draws) here or on a Dask cluster.
+
+    Every trial is an ordinary run in the runs folder; the sweep's record is
+    runs/<sweep-id>/sweep.json. Exit code 0 when every trial ended (completed or
+    stopped early), 1 when some failed, 2 on bad input, 130 when interrupted
+    (143 for SIGTERM); continue with --resume SWEEP_ID.
+    """
+    import sys
+
+    from nncli.errors import NncliError
+    from nncli.render_sweep import SweepProgress, render_sweep, sweep_json
+    from nncli.sweep import SweepOptions, resume_sweep, run_sweep
+
+    opts = SweepOptions(grid=grid or [], space=space or [], random=random, trials=trials, seed=seed,
+                        sampler=sampler.value if sampler else None, workers=workers, cluster=cluster,
+                        retries=retries, threads=threads)
+    if (config is None) == (resume is None):
+        raise NncliError("expected a CONFIG to sweep, or --resume SWEEP_ID to continue a sweep, found "
+                         + ("neither" if config is None else "both"))
+    progress = SweepProgress(stderr=as_json)
+    try:
+        if resume is not None:
+            if sweep_id is not None:
+                raise NncliError("--sweep-id names a new sweep; --resume continues one: give one of them")
+            result = resume_sweep(resume, opts, runs_dir=runs_dir, reporter=progress)
+        else:
+            result = run_sweep(config, opts, sweep_id=sweep_id, runs_dir=runs_dir, reporter=progress,
+                               argv=["nncli", *sys.argv[1:]])
+    finally:
+        progress.close()
+    if as_json:
+        typer.echo(json.dumps(sweep_json(result), indent=2))
+    else:
+        render_sweep(result)
+    return result.exit_code
+
+
 @_command()
 def check(
     config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file to check.")],
@@ -341,8 +417,24 @@ def plot(
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic loss axes.")] = False,
     smooth: Annotated[int, typer.Option(metavar="N", help="Moving average over N epochs.")] = 1,
+    best: Annotated[int, typer.Option(metavar="K", help="For a sweep: the K best trials in colour.")] = 3,
 ) -> int:
-    """Draw training curves (train and validation, best epoch marked) and print the image's path."""
+    """Draw training curves (train and validation, best epoch marked) and print the image's path.
+
+    A sweep's id draws its trials overlaid, the best K highlighted (runs/<sweep-id>/sweep.png).
+    """
+    from nncli.sweep.record import is_sweep
+
+    sweeps = [run_id for run_id in run_ids if is_sweep(runs_dir, run_id)]
+    if sweeps:
+        from nncli.errors import NncliError
+        from nncli.sweep.plot import plot_sweep
+
+        if len(run_ids) > 1:
+            raise NncliError(f"{sweeps[0]} is a sweep: plot it alone (nncli plot {sweeps[0]}), or name the runs "
+                             "of its trials")
+        typer.echo(str(plot_sweep(runs_dir, sweeps[0], out=out, metric=metric, best=best, log_y=log_y)))
+        return 0
     from nncli.train.plot import plot_run_ids
 
     typer.echo(str(plot_run_ids(runs_dir, run_ids, out=out, metric=metric, log_y=log_y, smooth=smooth)))

@@ -9,7 +9,7 @@ from pathlib import Path
 from nncli.errors import ConfigError
 from nncli.train.config.marks import Key, Locator, Problem, parse_key
 from nncli.train.config.plugins import is_file_plugin
-from nncli.train.config.schema import BUILTIN_DATASETS, PATH_KEYS, DataConfig, TrainConfig
+from nncli.train.config.schema import BUILTIN_DATASETS, PATH_KEYS, DataConfig, SweepConfig, TrainConfig
 
 __all__ = ["Config"]
 
@@ -37,6 +37,7 @@ class Config:
     path: Path | None  # the config file, None for config_from_dict
     base_dir: Path  # folder that relative data and plugin paths start from
     locator: Locator = field(default=None, repr=False)  # where each value was written
+    sweep: SweepConfig | None = None  # the ``sweep:`` section; not part of what a run trains (see to_dict)
 
     def error(self, path: Key | str, message: str) -> ConfigError:
         """A ConfigError about the value at ``path``, placed at its file line or ``--set``.
@@ -44,7 +45,10 @@ class Config:
         Example: ``raise cfg.error("model.layers[2].units", "expected units > 0, found -1")``
         """
         path = parse_key(path) or () if isinstance(path, str) else tuple(path)
-        return ConfigError(str(Problem((self.locator or Locator("<config>")).at(path), path, message)))
+        problem = Problem((self.locator or Locator("<config>")).at(path), path, message)
+        err = ConfigError(str(problem))
+        err.problems = [problem]  # as load_config's errors have: a sweep places it at the trial's own value
+        return err
 
     def resolve_path(self, name: str) -> Path:
         """A path from the config, made absolute against :attr:`base_dir`."""

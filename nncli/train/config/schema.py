@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nncli.data.builtin import MAX_SAMPLES
 
-__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "SequentialConfig", "TopLevel", "BUILTIN_DATASETS",
-           "SEQUENTIAL", "PATH_KEYS", "SECTIONS"]
+__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "SequentialConfig", "SweepConfig", "TopLevel",
+           "BUILTIN_DATASETS", "SEQUENTIAL", "PATH_KEYS", "SECTIONS", "MAX_TRIALS"]
 
 BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")  # as in SPEC.md
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
@@ -121,6 +121,35 @@ class SequentialConfig(_Section):
         return shape
 
 
+MAX_TRIALS = 10_000  # most trials in one sweep (a grid multiplies quickly)
+_Trials = Annotated[int, Field(ge=1, le=MAX_TRIALS)]
+
+
+class SweepConfig(_Section):
+    """The ``sweep:`` section, read by ``nncli sweep`` (``nncli train`` ignores it): the trials, where they run.
+
+    Keys are config keys as ``--set`` writes them (``model.layers[0].units``); ``nncli sweep``
+    checks them, the distributions and every trial's config before the first trial starts.
+    """
+
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = Field(
+        None, description="config key -> the values to try; every combination is a trial")
+    random: _Trials | None = Field(None, description="this many trials drawn at random from space")
+    sampler: Literal["random", "tpe"] | None = Field(
+        None, description="with trials: random draws, or Optuna's TPE proposing from the results so far")
+    trials: _Trials | None = Field(None, description="trials of the sampler")
+    space: dict[str, str] | None = Field(
+        None, description="config key -> loguniform(a, b), uniform(a, b) or choice(x, y, ...)")
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = Field(
+        None, description="seed of the random draws; null: draw one and record it")
+    workers: Annotated[int, Field(ge=1, le=1024)] = Field(1, description="trials at once on this machine")
+    cluster: str | None = Field(None, description="tcp://HOST:PORT of a Dask scheduler: the trials run on its workers")
+    retries: Annotated[int, Field(ge=0, le=100)] = Field(
+        2, description="more attempts for a trial whose process or worker was lost")
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        None, description="BLAS threads per trial; null: the cores divided among the trials at once")
+
+
 class TopLevel(_Section):
     """The top level of a config file."""
 
@@ -135,7 +164,8 @@ class TopLevel(_Section):
     train: dict | None = Field(None, description="see train.*; absent: all its defaults")
     plugins: list[str] = Field([], description="python files (relative to the config) or modules imported "
                                                "first, to register custom components")
+    sweep: dict | None = Field(None, description="see sweep.*: the trials of nncli sweep (nncli train ignores it)")
 
 
 SECTIONS = {(): TopLevel, ("data",): DataConfig, ("train",): TrainConfig,
-            ("train", "early_stopping"): EarlyStoppingConfig}  # the fixed parts, by path
+            ("train", "early_stopping"): EarlyStoppingConfig, ("sweep",): SweepConfig}  # the fixed parts, by path

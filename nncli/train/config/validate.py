@@ -19,7 +19,7 @@ from nncli.train.config.components import Checker, unknown_name
 from nncli.train.config.marks import Document, Key, describe, did_you_mean, raise_problems
 from nncli.train.config.result import Config
 from nncli.train.config.schema import (BUILTIN_DATASETS, PATH_KEYS, SEQUENTIAL, DataConfig, SequentialConfig,
-                                       TopLevel, TrainConfig)
+                                       SweepConfig, TopLevel, TrainConfig)
 
 __all__ = ["validate"]
 
@@ -58,11 +58,12 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         train_cfg = _check_monitors(check, train_cfg, data_cfg)
         train_cfg = _check_loggers(check, train_cfg)
     # a value whose ${...} failed was reported once: its raw text would only fail validation again
+    sweep = check.section(SweepConfig, data["sweep"], ("sweep",)) if isinstance(data.get("sweep"), dict) else None
     raise_problems([p for p in check.problems if any(p is q for q in earlier)
                     or not any(p.path[: len(u)] == u for u in locator.unresolved)])
     seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
     return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), doc.path, doc.base_dir,
-                  locator)
+                  locator, sweep)
 
 
 def _check_parts(check: Checker, cfg: DataConfig, raw: dict) -> DataConfig:
