@@ -85,7 +85,8 @@ def _plain(a: np.ndarray) -> Any:
 class TrainProgress:
     """Shows training as it goes: a Rich progress bar on a terminal, one line per epoch otherwise.
 
-    A trainer callback (it has every hook of ``nncli.train.loop.Callback``).
+    A trainer callback (``nncli.train.callbacks.Callback``'s hooks); the run it shows is passed
+    to ``set_run`` before training starts.
     """
 
     def __init__(self, quiet: bool):
@@ -97,6 +98,7 @@ class TrainProgress:
         self.live = self.console.is_terminal and not quiet
         self.progress = None
         self.run_path = None
+        self.changes: list[str] = []
         self.task = None
 
     def _print(self, trainer, line: str) -> None:
@@ -125,15 +127,18 @@ class TrainProgress:
         self.close()
         trainer.request_stop(signal.SIGPIPE)
 
+    def set_run(self, run) -> None:
+        self.run_path, self.changes = run.path, list(getattr(run, "changes", []))
+
     def on_train_begin(self, trainer) -> None:
-        recorder = next((cb for cb in trainer.callbacks if hasattr(cb, "run")), None)
-        self.run_path = recorder.run.path if recorder is not None else None
         self.epochs = trainer.epochs
         if self.quiet:
             return
         start = trainer.state.epoch
         what = "resuming" if start else "training"
         self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        if self.changes:
+            self._print(trainer, "changed for this resume: " + "; ".join(self.changes))
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -173,7 +178,7 @@ class TrainProgress:
                 pass
 
 
-def interrupt_message(stop, config: str) -> str:
+def interrupt_message(stop) -> str:
     """What ``nncli train`` says when a signal (or a closed stdout) stopped the run."""
     from nncli.train.signals import signal_name
 
@@ -181,7 +186,7 @@ def interrupt_message(stop, config: str) -> str:
     why = {"SIGINT": "SIGINT (Ctrl-C)", "SIGPIPE": "SIGPIPE (standard output was closed)"}.get(name, name)
     where = (f"saved at epoch {stop.epoch + 1}, batch {stop.batch}" if stop.batch
              else f"saved after epoch {stop.epoch}") if stop.saved else "kept at its last checkpoint"
-    return f"interrupted by {why}: the run was {where}; resume with: nncli train {config} --resume {stop.run.run_id}"
+    return f"interrupted by {why}: the run was {where}; resume with: {stop.command}"
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"

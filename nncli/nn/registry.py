@@ -4,16 +4,19 @@
     class Dense(Layer): ...
 
     get("layers", "Dense")   # or "dense"; unknown names raise with the closest match
+    build("optimizers", {"type": "adam", "learning_rate": 0.01})   # the one way a component is made
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 
 from nncli.errors import NncliError
 
-KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models")
+KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models",
+         "callbacks")
 
 REGISTRY: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
 
@@ -95,3 +98,30 @@ def get(kind: str, name: str):
     if obj is None:
         raise UnknownNameError(kind, name, closest(kind, name), names(kind))
     return obj
+
+
+def build(kind: str, spec, instance_of: type | tuple | None = None, **defaults):
+    """The component ``spec`` describes: a registered name (built with no arguments) or a mapping
+    ``{"type": name, **arguments}``; an object of ``instance_of`` is returned as it is.
+
+    The one component builder: ``losses.get``, ``optimizers.get``, ``schedules.get``,
+    ``layer_from_config`` and the config builder all come here. ``defaults`` are arguments the
+    spec may override.
+
+    Example:
+        >>> build("optimizers", {"type": "adam", "learning_rate": 0.01}).learning_rate
+        0.01
+    """
+    if instance_of is not None and isinstance(spec, instance_of):
+        return spec
+    if isinstance(spec, str):
+        return get(kind, spec)(**defaults)
+    if isinstance(spec, Mapping):
+        args = {k: v for k, v in spec.items() if k != "type"}
+        name = spec.get("type")
+        if not isinstance(name, str):
+            raise ValueError(f"a {kind[:-1]} config needs a 'type' name, found keys {sorted(map(str, spec))}")
+        return get(kind, name)(**{**defaults, **args})
+    what = f", a {kind[:-1]} name or a {{'type': ...}} mapping" if instance_of is None else \
+        f" a {kind[:-1]} name, a {{'type': ...}} mapping or a {getattr(instance_of, '__name__', 'component')}"
+    raise TypeError(f"expected{what}, not {type(spec).__name__}".replace("expected,", "expected"))

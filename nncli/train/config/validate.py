@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import nncli.train.callbacks  # noqa: F401 - registers the built-in callbacks (train.callbacks may name them)
 from nncli.errors import ConfigError
 from nncli.nn import registry
 from nncli.train.config.components import Checker, unknown_name
@@ -52,6 +53,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         _check_metrics(check, train or {}, loss)
     if train_cfg is not None:
         train_cfg = _check_monitors(check, train_cfg, data_cfg)
+        train_cfg = _check_callbacks(check, train_cfg, optimizer)
     # a value whose ${...} failed was reported once: its raw text would only fail validation again
     raise_problems([p for p in check.problems if any(p is q for q in earlier)
                     or not any(p.path[: len(u)] == u for u in locator.unresolved)])
@@ -127,8 +129,9 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
     train_values = ["loss", *cfg.metrics]
     logged = train_values + ([f"val_{m}" for m in train_values] if validated else [])
     monitors: list[tuple[Key, str]] = [(("train", "monitor"), cfg.monitor)]
-    if cfg.early_stopping is not None:
-        monitors.append((("train", "early_stopping", "monitor"), cfg.early_stopping.monitor))
+    for section in ("early_stopping", "reduce_lr_on_plateau"):
+        if getattr(cfg, section) is not None:
+            monitors.append((("train", section, "monitor"), getattr(cfg, section).monitor))
     for where, name in monitors:
         written = check.written(where)
         if not validated and name.startswith("val_") and name[4:] in train_values:
@@ -143,6 +146,17 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
         elif name not in logged:
             check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
     return cfg
+
+
+def _check_callbacks(check: Checker, cfg: TrainConfig, optimizer: dict | None) -> TrainConfig:
+    """``train.callbacks`` against the callbacks registry; a plateau needs a fixed learning rate."""
+    specs = [check.component("callbacks", spec, ("train", "callbacks", i)) for i, spec in enumerate(cfg.callbacks)]
+    lr = optimizer.get("learning_rate") if optimizer else None
+    if cfg.reduce_lr_on_plateau is not None and isinstance(lr, dict):
+        check.add(("train", "reduce_lr_on_plateau"),
+                  f"expected a number as optimizer.learning_rate to reduce on a plateau, found the schedule "
+                  f"{lr.get('type')} (as in Keras, a scheduled rate cannot also be reduced); drop one of the two")
+    return cfg.model_copy(update={"callbacks": specs}) if None not in specs else cfg
 
 
 def _check_model(check: Checker, spec: dict | str) -> dict | None:
