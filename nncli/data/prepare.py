@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
-from nncli.data.loaders import did_you_mean, file_kind, is_number, is_positive_int, load_file
+from nncli.data.loaders import file_kind, is_number, is_positive_int, load_file
 from nncli.data.mapped import MappedArray, MappedSamples
-from nncli.errors import DataError, LabelError
+from nncli.errors import DataError, LabelError, did_you_mean
 
 NORMALIZE_KINDS = ("none", "standard", "minmax")
 STATS_CHUNK_VALUES = 1 << 18  # values per chunk of Normalizer.fit: 1 MB of float32, 2 MB of float64
@@ -31,7 +31,7 @@ class Normalizer:
 
     def __init__(self, kind: str = "none"):
         if kind not in NORMALIZE_KINDS:
-            raise DataError(f"unknown normalize '{kind}'.{did_you_mean(kind, NORMALIZE_KINDS)} "
+            raise DataError(f"unknown normalize '{kind}'.{did_you_mean(kind, NORMALIZE_KINDS, sentence=True)} "
                             f"Expected one of: {', '.join(NORMALIZE_KINDS)}")
         self.kind = kind
         self.shift: np.ndarray | None = None  # (features...) float32
@@ -181,7 +181,7 @@ def _load_source(source, base_dir, labels, target, x_key, y_key, samples, noise,
     path = Path(base_dir) / Path(str(source)).expanduser()
     if not path.exists() and file_kind(path) is None:
         raise DataError(f"data.source '{source}' is neither a built-in set nor an existing file (looked "
-                        f"for {path}).{did_you_mean(source, BUILTIN_SETS)} Built-in sets: {', '.join(BUILTIN_SETS)}")
+                        f"for {path}).{did_you_mean(source, BUILTIN_SETS, sentence=True)} Built-in sets: {', '.join(BUILTIN_SETS)}")
     for name, value in (("samples", samples), ("noise", noise)):
         if value is not None:
             raise DataError(f"data.{name} applies to generated built-in sets only, not to files", str(path))

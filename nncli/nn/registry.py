@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
-from nncli.errors import NncliError
+from nncli.errors import NncliError, close_matches
 
 KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models",
          "callbacks")
@@ -83,9 +82,9 @@ def closest(kind: str, name: str) -> str | None:
     """The known name nearest to ``name``, for "did you mean" hints."""
     candidates = {n: n for n in REGISTRY[kind]}
     candidates.update({snake_case(n): n for n in REGISTRY[kind]})
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    match = close_matches(name, candidates)
     if not match:
-        match = difflib.get_close_matches(_key(name), [_key(c) for c in candidates], n=1, cutoff=0.5)
+        match = close_matches(_key(name), [_key(c) for c in candidates])
         if match:
             return next(v for c, v in candidates.items() if _key(c) == match[0])
         return None

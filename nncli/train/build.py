@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nncli import nn
-from nncli.data import PreparedData, prepare_data
+from nncli.data import BUILTIN_SETS, PreparedData, prepare_data
 from nncli.errors import ConfigError, DataError, LabelError, NncliError
 from nncli.nn import registry
 from nncli.train.diagnose import check_loss_outputs, label_problem, named_param
@@ -130,7 +130,7 @@ def build_data(cfg, parts: Parts, keep_raw: bool = False) -> PreparedData:
     d = cfg.data
     model, loss = parts.model, parts.loss
     units = output_units(model)
-    source = d.source if d.source in _builtin_names() else str(cfg.resolve_path(d.source))
+    source = d.source if d.source in BUILTIN_SETS else str(cfg.resolve_path(d.source))
     labels = str(cfg.resolve_path(d.labels)) if d.labels else None
 
     def load(num_classes, validation_split=d.validation_split, test_split=d.test_split, normalize=d.normalize):
@@ -172,12 +172,6 @@ def _made(cfg, key: str, make):
     except (TypeError, ValueError) as err:
         spec = {"model": cfg.model, "loss": cfg.loss, "optimizer": cfg.optimizer}.get(key)
         raise cfg.error(named_param(spec, str(err), key), f"the {key.split('.')[0]} cannot be built: {err}") from None
-
-
-def _builtin_names():
-    from nncli.data import BUILTIN_SETS
-
-    return BUILTIN_SETS
 
 
 def check_fit(cfg, model, loss, data: PreparedData, units: int | None) -> None:

@@ -11,7 +11,6 @@ run.json says ``running`` while nobody holds the lock is known to have crashed.
 from __future__ import annotations
 
 import csv
-import difflib
 import errno
 import fcntl
 import json
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from nncli.errors import RunError
+from nncli.errors import RunError, close_matches
 from nncli.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 - re-exported
 from nncli.train.files import open_folder, atomic_write
 from nncli.train.runinfo import validate_run_info
@@ -108,7 +107,7 @@ def resolve_run(runs_dir: str | Path, run_id: str) -> Path:
     if Path(run_id).is_dir() and (Path(run_id) / "run.json").is_file():
         return Path(run_id)  # a run folder in the current folder, named as it is listed there
     ids = [p.name for p in runs]
-    close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.4)
+    close = close_matches(run_id, ids, n=3)
     hint = f" Closest: {', '.join(close)}." if close else (f" Runs: {', '.join(ids[:5])}." if ids else "")
     raise RunError(f"no run '{run_id}' in {runs_dir}/.{hint}")
 

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nncli.data.builtin import MAX_SAMPLES
+from nncli.data.builtin import BUILTIN_SETS, MAX_SAMPLES
 
-__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "ReduceLROnPlateauConfig", "CheckpointConfig", "SequentialConfig", "TopLevel", "BUILTIN_DATASETS",
-           "SEQUENTIAL", "PATH_KEYS", "SECTIONS"]
+__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "ReduceLROnPlateauConfig", "CheckpointConfig",
+           "SequentialConfig", "TopLevel", "BUILTIN_DATASETS", "SEQUENTIAL", "PATH_KEYS", "SECTIONS"]
 
-BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")  # as in SPEC.md
+BUILTIN_DATASETS = BUILTIN_SETS  # the one list, kept by nncli.data.builtin
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
 PATH_KEYS = (("data", "source"), ("data", "labels"))  # values that are file paths (relative to their file)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import nncli.train.callbacks  # noqa: F401 - registers the built-in callbacks (train.callbacks may name them)
-from nncli.errors import ConfigError
+from nncli.errors import ConfigError, did_you_mean
 from nncli.nn import registry
 from nncli.train.config.components import Checker, unknown_name
-from nncli.train.config.marks import Document, Key, describe, did_you_mean, raise_problems
+from nncli.train.config.marks import Document, Key, describe, raise_problems
 from nncli.train.config.result import Config
 from nncli.train.config.schema import (BUILTIN_DATASETS, PATH_KEYS, SEQUENTIAL, DataConfig, SequentialConfig,
                                        TopLevel, TrainConfig)
