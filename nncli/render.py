@@ -128,17 +128,26 @@ class TrainProgress:
         trainer.request_stop(signal.SIGPIPE)
 
     def set_run(self, run) -> None:
-        self.run_path, self.changes = run.path, list(getattr(run, "changes", []))
+        self.run_path, self.changes, self.init_from = run.path, list(run.changes), run.init_from
 
     def on_train_begin(self, trainer) -> None:
         self.epochs = trainer.epochs
         if self.quiet:
             return
         start = trainer.state.epoch
-        what = "resuming" if start else "training"
-        self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
         if self.changes:
             self._print(trainer, "changed for this resume: " + "; ".join(self.changes))
+        if start >= trainer.epochs or trainer.stop_training:
+            self._print(trainer, _nothing_to_train(self.run_path, start, trainer.epochs))
+            return
+        what = "resuming" if start else "training"
+        self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        if self.init_from:
+            source = self.init_from
+            epoch = f", epoch {source['epoch']}" if source.get("epoch") is not None else ""
+            extra = " and its optimizer state" if source.get("optimizer") else ""
+            self._print(trainer, f"starting from the weights of run '{source['run_id']}' ({source['checkpoint']} "
+                                 f"checkpoint{epoch}){extra}")
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -176,6 +185,14 @@ class TrainProgress:
                 progress.stop()
             except OSError:  # the terminal is gone (SIGHUP) or stdout closed
                 pass
+
+
+def _nothing_to_train(path, done: int, epochs: int) -> str:
+    if done >= epochs:
+        return (f"{path} has trained all its {epochs} epochs: nothing to train "
+                f"(--set train.epochs=N, N above {done}, trains on)")
+    return (f"{path} was stopped early after epoch {done} and its early stopping still stops it: nothing to "
+            "train (--set train.early_stopping.patience=N, or =null, trains on)")
 
 
 def interrupt_message(stop) -> str:
@@ -243,11 +260,12 @@ def render_train(result, quiet: bool) -> None:
     layout = Table.grid(padding=(0, 3))  # the sparklines beside the table
     layout.add_row(table, curves)
     console.print(layout)
+    if result.trainer.restored_epoch is not None:
+        console.print(f"weights: those of epoch {result.trainer.restored_epoch} (restore_best_weights), also in "
+                      f"{run / 'checkpoints/last.safetensors'}")
     console.print(f"run folder: {run}")
     if (run / "loss.png").exists():
         console.print(f"loss curve: {run / 'loss.png'}")
-    for warning in result.warnings:
-        console.print(f"warning: {warning}")
 
 
 def render_check(report) -> None:
@@ -442,8 +460,9 @@ def render_schema(rows: list[dict]) -> None:
 
     console = Console(highlight=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("key", "type", "default"):
-        table.add_column(name, no_wrap=True)
+    table.add_column("key", no_wrap=True)
+    table.add_column("type", min_width=7)  # long unions wrap, so that keys and defaults are never cut
+    table.add_column("default", no_wrap=True)
     table.add_column("description")
     for row in rows:
         table.add_row(escape(row["key"]), escape(row["type"]), escape(row["default"]), escape(row["description"]))

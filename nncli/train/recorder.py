@@ -48,7 +48,8 @@ class RunRecorder(Callback):
     """Writes metrics.csv, checkpoints and run.json as the trainer goes; a signal never cuts a write.
 
     Callbacks get it through ``set_run``: ``path``, ``run_id``, ``changes`` (what a resume
-    changed), ``save_checkpoint(name, trainer)``, ``epoch_checkpoints()``, ``delete_checkpoint(name)``.
+    changed), ``init_from`` (run.json's record of a warm start), ``save_checkpoint(name, trainer)``,
+    ``epoch_checkpoints()``, ``delete_checkpoint(name)``.
     """
 
     def __init__(self, run: RunFolder, info: dict, columns: list[str], signals, changes: list[str] = ()):
@@ -64,6 +65,11 @@ class RunRecorder(Callback):
     @property
     def run_id(self) -> str:
         return self.run.run_id
+
+    @property
+    def init_from(self) -> dict | None:
+        """Where a warm-started run's weights came from (run.json's ``init_from``), else None."""
+        return self.info.get("init_from")
 
     # -- what callbacks may call -----------------------------------------------------------------
     def save_checkpoint(self, name: str, trainer) -> None:

@@ -11,6 +11,8 @@ A resumed run trains what it trained before: ``data``, ``model``, ``loss``, ``op
 
 from __future__ import annotations
 
+import yaml
+
 from nncli.errors import RunError
 from nncli.train.layout import restore_checkpoint
 from nncli.train.recorder import now
@@ -53,6 +55,9 @@ def check_resumable(saved, cfg, run_id: str, epochs_done: int) -> list[str]:
 
 
 def _shown(value) -> str:
+    """A value as the config would hold it: ``null``, ``'x'``, ``{patience: 5, mode: auto}``."""
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
     return "null" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 

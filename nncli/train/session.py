@@ -24,7 +24,7 @@ from nncli.data import NDArrayDataset
 from nncli.errors import NncliError, RunError
 from nncli.train import faults
 from nncli.train.build import Parts, build, build_callbacks, output_units, prepare_targets
-from nncli.train.config import Config, load_config
+from nncli.train.config import Config, listed_plugins, load_config
 from nncli.train.layout import checkpoint_tensors, split_checkpoint, write_checkpoint
 from nncli.train.loop import NonFiniteLoss, Trainer
 from nncli.train.recorder import RunRecorder, new_info
@@ -192,16 +192,17 @@ def _check_arguments(config_path, resume, init_from, init_optimizer) -> None:
 def _resumed_config(run: RunFolder, info: dict, config_path, overrides, trust_plugins: bool):
     """The config a resume trains with, and what it changes; the run's own config.yaml never runs code."""
     saved_path = run.path / "config.yaml"
-    saved = load_config(saved_path, import_plugins=False)
     if config_path is None:
-        if saved.plugins and not trust_plugins:
-            raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(saved.plugins)}): "
+        plugins = listed_plugins(saved_path)
+        if plugins and not trust_plugins:
+            raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(plugins)}): "
                            "they are Python code that would run with your rights, so they are not imported unless "
                            "you pass --trust-plugins (or give the config you trained it with: nncli train CONFIG "
                            f"--resume {run.run_id})")
         cfg = load_config(saved_path, overrides, import_plugins=trust_plugins)
     else:
         cfg = load_config(config_path, overrides)
+    saved = load_config(saved_path, import_plugins=False)  # what it names is registered by now, if anything
     cfg.seed = saved.seed  # the run's seed, whatever the config says now
     return cfg, check_resumable(saved, cfg, run.run_id, info.get("epochs_done") or 0)
 

@@ -92,7 +92,7 @@ def _bounded_layout(header: dict, model, path: Path) -> Layout:
     the data never reads more than such a checkpoint holds."""
     weights = {p: (tuple(v.shape), np.dtype(v.dtype)) for p, v in model.named_variables()}
     shapes = {s for s, _ in weights.values()}
-    allowed = {}
+    allowed, history_columns = {}, None
     for name, (shape, dtype) in header.items():
         fits = (name in weights or name.startswith(CALLBACKS)
                 or (name == HISTORY and len(shape) == 2 and shape[0] <= MAX_EPOCHS and shape[1] <= 1000)
@@ -100,9 +100,11 @@ def _bounded_layout(header: dict, model, path: Path) -> Layout:
         if not fits:
             raise RunError(f"checkpoint {path}: tensor {name} ({dtype} {list(shape)}) does not belong to a checkpoint "
                            "of this model; it was not loaded")
-        if not name.startswith(CALLBACKS):
+        if name == HISTORY:  # the other run's columns, whatever they are: checked as a history, not a weight
+            history_columns = shape[1]
+        elif not name.startswith(CALLBACKS):
             allowed[name] = (shape, dtype)
-    return Layout(allowed, snapshots=weights)
+    return Layout(allowed, history_columns=history_columns, snapshots=weights)
 
 
 def _tensor_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -141,7 +143,8 @@ def _layer_problems(header: dict, model, source: str) -> list[str]:
 
 
 def _shapes(entries: dict) -> str:
-    return ", ".join(f"{p.rsplit('.', 1)[-1]} {list(shape)}" for p, (shape, _) in entries.items())
+    """``bias [10], kernel [64, 10]``: the same order on both sides of a message."""
+    return ", ".join(f"{p.rsplit('.', 1)[-1]} {list(shape)}" for p, (shape, _) in sorted(entries.items()))
 
 
 def _optimizer_state(opt_state: dict, optimizer, model, source: str) -> dict:

@@ -53,7 +53,8 @@ class Callback:
 
     def set_run(self, run: Any) -> None:
         """Called once before training with the run being written (``run.path``, ``run.run_id``,
-        ``run.changes`` (what a resume changed), ``run.save_checkpoint(name, trainer)``)."""
+        ``run.changes`` (what a resume changed), ``run.init_from`` (a warm start's source or None),
+        ``run.save_checkpoint(name, trainer)``)."""
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
