@@ -135,13 +135,15 @@ class TrainProgress:
         if self.quiet:
             return
         start = trainer.state.epoch
-        if self.changes:
-            self._print(trainer, "changed for this resume: " + "; ".join(self.changes))
+        changed = "changed for this resume: " + "; ".join(self.changes) if self.changes else None
         if start >= trainer.epochs or trainer.stop_training:
-            self._print(trainer, _nothing_to_train(self.run_path, start, trainer.epochs))
+            for line in filter(None, [changed, _nothing_to_train(self.run_path, start, trainer.epochs)]):
+                self._print(trainer, line)
             return
         what = "resuming" if start else "training"
         self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        if changed:
+            self._print(trainer, changed)
         if self.init_from:
             source = self.init_from
             epoch = f", epoch {source['epoch']}" if source.get("epoch") is not None else ""
@@ -261,8 +263,8 @@ def render_train(result, quiet: bool) -> None:
     layout.add_row(table, curves)
     console.print(layout)
     if result.trainer.restored_epoch is not None:
-        console.print(f"weights: those of epoch {result.trainer.restored_epoch} (restore_best_weights), also in "
-                      f"{run / 'checkpoints/last.safetensors'}")
+        console.print(f"weights of epoch {result.trainer.restored_epoch} put back (restore_best_weights), "
+                      "in last.safetensors", soft_wrap=True)
     console.print(f"run folder: {run}")
     if (run / "loss.png").exists():
         console.print(f"loss curve: {run / 'loss.png'}")
