@@ -1,7 +1,9 @@
 """Resuming a run: what may change, the checks before anything is written, putting the run back.
 
-    changes = check_resumable(saved, cfg, run_id, epochs_done)   # refuse what cannot change
-    warnings = prepare_resume(run, trainer, info, cfg, columns, changes)
+    cfg, changes = resumed_config(run, info, config_path, overrides, trust_plugins)  # refuse what cannot change
+    check_data(run, info, cfg)                                                      # refuse changed data
+    warnings = prepare_resume(run, trainer, info, cfg, columns, changes)            # then write
+    hint = resume_command(run, runs_dir, config_path, bool(cfg.plugins))           # said after a stop
 
 A resumed run trains what it trained before: ``data``, ``model``, ``loss``, ``optimizer``,
 ``plugins``, ``train.metrics`` and ``train.monitor`` must be the run's. Everything else under
@@ -11,14 +13,20 @@ A resumed run trains what it trained before: ``data``, ``model``, ``loss``, ``op
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import yaml
 
 from nncli.errors import RunError
+from nncli.train.config import listed_plugins, load_config
 from nncli.train.layout import restore_checkpoint
 from nncli.train.recorder import now
+from nncli.train.runinfo import check_data_unchanged
 from nncli.train.runs import RunFolder, read_metrics_rows
 
-__all__ = ["check_resumable", "prepare_resume", "FROZEN", "FROZEN_TRAIN"]
+__all__ = ["resumed_config", "check_resumable", "check_data", "prepare_resume", "resume_command", "FROZEN",
+           "FROZEN_TRAIN"]
 
 FROZEN = ("data", "model", "loss", "optimizer", "plugins")
 FROZEN_TRAIN = ("metrics", "monitor")
@@ -95,3 +103,42 @@ def prepare_resume(run: RunFolder, trainer, info: dict, cfg, columns: list[str],
                        f"({err.strerror or err}); nothing was trained. Continue with --resume {run.run_id} once "
                        "it can be written") from None
     return warnings
+
+
+def resumed_config(run: RunFolder, info: dict, config_path, overrides, trust_plugins: bool):
+    """The config a resume trains with, and what it changes; the run's own config.yaml never runs code."""
+    saved_path = run.path / "config.yaml"
+    if config_path is None:
+        plugins = listed_plugins(saved_path)
+        if plugins and not trust_plugins:
+            raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(plugins)}): "
+                           "they are Python code that would run with your rights, so they are not imported unless "
+                           "you pass --trust-plugins (or give the config you trained it with: nncli train CONFIG "
+                           f"--resume {run.run_id})")
+        cfg = load_config(saved_path, overrides, import_plugins=trust_plugins)
+    else:
+        cfg = load_config(config_path, overrides)
+    saved = load_config(saved_path, import_plugins=False)  # what it names is registered by now, if anything
+    cfg.seed = saved.seed  # the run's seed, whatever the config says now
+    return cfg, check_resumable(saved, cfg, run.run_id, info.get("epochs_done") or 0)
+
+
+def check_data(run: RunFolder, info: dict, cfg) -> None:
+    """Refuse to resume on data that differs from what run.json fingerprinted."""
+    changes = check_data_unchanged(info, cfg, "resuming")
+    if changes:
+        raise RunError(f"cannot resume run '{run.run_id}': its data has changed since it was trained: "
+                       + "; ".join(changes) + ". Resuming would train on other data; start a new run")
+
+
+def resume_command(run: RunFolder, runs_dir: Path, config_path=None, plugins: bool = False) -> str:
+    """The shell command that resumes ``run``, typed in the current folder."""
+    runs_dir = Path(runs_dir)
+    if run.path.parent.resolve() == runs_dir.resolve():
+        where = [run.run_id] + ([] if runs_dir == Path("runs") else ["--runs-dir", str(runs_dir)])
+    else:
+        where = [str(run.path)]
+    args = ["nncli", "train"] + ([str(config_path)] if plugins and config_path else []) + ["--resume", *where]
+    if plugins and not config_path:
+        args.append("--trust-plugins")
+    return " ".join(shlex.quote(a) for a in args)

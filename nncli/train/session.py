@@ -11,7 +11,6 @@ their own modules: :mod:`~nncli.train.resume`, :mod:`~nncli.train.warmstart`,
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 from contextlib import ExitStack
@@ -24,19 +23,18 @@ from nncli.data import NDArrayDataset
 from nncli.errors import NncliError, RunError
 from nncli.train import faults
 from nncli.train.build import Parts, build, build_callbacks, output_units, prepare_targets
-from nncli.train.config import Config, listed_plugins, load_config
+from nncli.train.config import Config, load_config
 from nncli.train.layout import checkpoint_tensors, split_checkpoint, write_checkpoint
 from nncli.train.loop import NonFiniteLoss, Trainer
 from nncli.train.recorder import RunRecorder, new_info
-from nncli.train.resume import check_resumable, prepare_resume
-from nncli.train.runinfo import check_data_unchanged
+from nncli.train.resume import check_data, prepare_resume, resume_command, resumed_config
 from nncli.train.runs import RunFolder, resolve_run
 from nncli.train.signals import StopSignals, signal_name
 from nncli.train.threads import blas_info, blas_threads
 from nncli.train.warmstart import read_init_source
 
 __all__ = ["train", "RunResult", "TrainingFailed", "TrainingInterrupted", "make_trainer", "metric_columns",
-           "resume_command", "checkpoint_tensors", "split_checkpoint", "write_checkpoint"]
+           "resume_command", "checkpoint_tensors", "split_checkpoint", "write_checkpoint"]  # older imports kept
 
 
 class TrainingFailed(Exception):
@@ -94,19 +92,6 @@ def make_trainer(cfg: Config, parts: Parts, callbacks=()) -> Trainer:
                    compile=cfg.train.compile, callbacks=[*build_callbacks(cfg), *callbacks])
 
 
-def resume_command(run: RunFolder, runs_dir: Path, config_path=None, plugins: bool = False) -> str:
-    """The shell command that resumes ``run``, typed in the current folder."""
-    runs_dir = Path(runs_dir)
-    if run.path.parent.resolve() == runs_dir.resolve():
-        where = [run.run_id] + ([] if runs_dir == Path("runs") else ["--runs-dir", str(runs_dir)])
-    else:
-        where = [str(run.path)]
-    args = ["nncli", "train"] + ([str(config_path)] if plugins and config_path else []) + ["--resume", *where]
-    if plugins and not config_path:
-        args.append("--trust-plugins")
-    return " ".join(shlex.quote(a) for a in args)
-
-
 def train(config_path: str | Path | None = None, *, overrides=(), run_id: str | None = None,
           runs_dir: str | Path = "runs", resume: str | None = None, init_from: str | None = None,
           init_optimizer: bool = False, trust_plugins: bool = False, callbacks=(), argv=None) -> RunResult:
@@ -135,14 +120,14 @@ def train(config_path: str | Path | None = None, *, overrides=(), run_id: str | 
             run = RunFolder(resolve_run(runs_dir, resume))
             stack.enter_context(run.lock(argv))  # a live writer is refused before anything is read
             info = run.read_json()
-            cfg, changes = _resumed_config(run, info, config_path, overrides, trust_plugins)
+            cfg, changes = resumed_config(run, info, config_path, overrides, trust_plugins)
         else:
             cfg = load_config(config_path, overrides)
             if run_id is not None:
                 RunFolder.check_free(runs_dir, run_id)  # before any work, not only when the folder is made
         parts = _build(cfg)
         if info is not None:
-            _check_data(run, info, cfg)
+            check_data(run, info, cfg)
         trainer = make_trainer(cfg, parts, callbacks)
         source = None
         if init_from is not None:
@@ -189,36 +174,11 @@ def _check_arguments(config_path, resume, init_from, init_optimizer) -> None:
                          "--init-from RUN too")
 
 
-def _resumed_config(run: RunFolder, info: dict, config_path, overrides, trust_plugins: bool):
-    """The config a resume trains with, and what it changes; the run's own config.yaml never runs code."""
-    saved_path = run.path / "config.yaml"
-    if config_path is None:
-        plugins = listed_plugins(saved_path)
-        if plugins and not trust_plugins:
-            raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(plugins)}): "
-                           "they are Python code that would run with your rights, so they are not imported unless "
-                           "you pass --trust-plugins (or give the config you trained it with: nncli train CONFIG "
-                           f"--resume {run.run_id})")
-        cfg = load_config(saved_path, overrides, import_plugins=trust_plugins)
-    else:
-        cfg = load_config(config_path, overrides)
-    saved = load_config(saved_path, import_plugins=False)  # what it names is registered by now, if anything
-    cfg.seed = saved.seed  # the run's seed, whatever the config says now
-    return cfg, check_resumable(saved, cfg, run.run_id, info.get("epochs_done") or 0)
-
-
 def _build(cfg: Config) -> Parts:
     try:
         return build(cfg)
     except MemoryError as err:  # numpy refused an allocation: say so at the model, not in a traceback
         raise cfg.error("model", f"expected a model and data that fit in memory, found: {err}") from None
-
-
-def _check_data(run: RunFolder, info: dict, cfg: Config) -> None:
-    changes = check_data_unchanged(info, cfg, "resuming")
-    if changes:
-        raise RunError(f"cannot resume run '{run.run_id}': its data has changed since it was trained: "
-                       + "; ".join(changes) + ". Resuming would train on other data; start a new run")
 
 
 class _Faults:
