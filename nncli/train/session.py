@@ -112,7 +112,7 @@ def train(config_path: str | Path | None = None, *, overrides=(), run_id: str | 
     """
     runs_dir = Path(runs_dir)
     argv = list(argv if argv is not None else sys.argv)
-    _check_arguments(config_path, resume, init_from, init_optimizer)
+    _check_arguments(config_path, resume, init_from, init_optimizer, run_id)
     with ExitStack() as stack:
         run = info = None
         changes: list[str] = []
@@ -162,13 +162,16 @@ def train(config_path: str | Path | None = None, *, overrides=(), run_id: str | 
         return result
 
 
-def _check_arguments(config_path, resume, init_from, init_optimizer) -> None:
+def _check_arguments(config_path, resume, init_from, init_optimizer, run_id) -> None:
     if config_path is None and resume is None:
         raise NncliError("expected a CONFIG to train (nncli train CONFIG), or --resume RUN to continue a run "
                          "from its folder")
     if init_from is not None and resume is not None:
         raise NncliError("--init-from starts a new run from another run's weights, --resume continues a run: "
                          "give one of the two")
+    if run_id is not None and resume is not None:
+        raise NncliError(f"--run-id names a new run, --resume continues run '{resume}' in its own folder: give one "
+                         "of the two (to branch off a run, start a new one with --init-from it)")
     if init_optimizer and init_from is None:
         raise NncliError("--init-optimizer takes the optimizer state of the run --init-from names: give "
                          "--init-from RUN too")

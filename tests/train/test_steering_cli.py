@@ -357,6 +357,13 @@ def test_init_from_bad_arguments(tmp_path, args, message):
     assert result.exit_code == 2 and message in result.output and not (tmp_path / "new").exists()
 
 
+def test_resume_with_a_run_id_is_refused(tmp_path):
+    ok(cli("train", config(tmp_path), "--runs-dir", tmp_path, "--run-id", "src", "--set", "train.epochs=1"))
+    result = cli("train", "--resume", "src", "--runs-dir", tmp_path, "--run-id", "other")
+    assert result.exit_code == 2 and "--run-id names a new run" in result.output
+    assert not (tmp_path / "other").exists() and info(tmp_path / "src")["epochs_done"] == 1
+
+
 def test_the_run_viewer_does_not_import_the_trainer(tmp_path):
     ok(cli("train", config(tmp_path), "--runs-dir", tmp_path, "--run-id", "r", "--set", "train.epochs=1"))
     code = ("import sys; from nncli.train.inspect import evaluate_run; "
