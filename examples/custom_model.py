@@ -26,7 +26,7 @@ class TestModel(nn.Model):
 
     def __init__(self):
         super().__init__()
-        self.dense1 = nn.layers.Dense(128, activation="sigmoid")
+        self.dense1 = nn.layers.Dense(128, input_shape=(2,), activation="sigmoid")  # built at once, as in the chapter
         self.dense2 = nn.layers.Dense(2)
 
     def call(self, inputs, training=False):

@@ -1,155 +1,120 @@
 """ad.Function: trace a Python function's calculation graph once per signature, then replay it.
 
-The first call with a new input signature (shapes and dtypes of the tensors,
-non-tensor arguments by value) runs the function eagerly while recording every
-primitive op into a :class:`Trace`; a first-order ``tape.gradient`` inside it is
-recorded as one region rather than op by op. The trace is then compiled
-(compiled.py) into a flat list of numpy steps over preallocated buffers, and later
-calls with the same signature replay that, without running the Python code, any
-Tensor object or the tape. As with ``tf.function``, Python side effects,
-value-dependent Python branches and values computed with numpy from a tensor's array
-happen at trace time only (the latter become constants); Variable assignments,
-optimizer updates and random ops (stateful primitives) are replayed, and Variables
-are read live. A Function reuses its buffers from call to call: do not call the same
-one from two threads at once.
+The first call with a new input signature runs the function on its values while every
+primitive op is recorded (``compile.trace``); a first-order ``tape.gradient`` inside becomes
+compiled backward instructions. The result is compiled (``compile.program``) into closures
+over preallocated buffers; later calls with the same signature replay them without running
+the Python code, any Tensor object or the tape. See docs/function.md for what retraces and
+what raises.
 
-When a GradientTape is recording (the Function is differentiated from outside),
-the function runs eagerly instead, so the tape sees every op and gradients of any
-order are exactly eager's.
+The signature: tensors, Variables and arrays by shape and dtype (float64 stays float64; the
+graph reads, and assigns, whichever Variable is passed, as tf.function does), and which of
+them are the same object; layers, models, optimizers and any other object by identity, held
+through a weakref (so a graph dies with the objects it was traced for, and a recycled id never
+selects it); plain values (numbers, strings, None) by value; lists, tuples, dicts by structure.
+
+A Function reuses its buffers from call to call: do not call the same one from two threads
+at once. Under a recording GradientTape (differentiated from outside) it runs the Python
+function eagerly, so the tape sees every op and gradients of any order are exactly eager's.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
 
-from nncli.autodiff.compiled import Program, record_gradient
-from nncli.autodiff.ops import Primitive
-from nncli.autodiff.tape import STATE
-from nncli.autodiff.tensor import _TRACE_HOOK, Tensor, Variable
+from nncli.autodiff.compile.kernels import ShapeChanged
+from nncli.autodiff.compile.program import Program
+from nncli.autodiff.compile.trace import Trace
+from nncli.autodiff.state import STATE
+from nncli.autodiff.tensor import Tensor
 
-
-class Assign(Primitive):
-    """A traced ``Variable.assign*``: replayed for its side effect."""
-
-    stateful = True
-
-    @staticmethod
-    def forward(attrs, value):
-        var, mode = attrs
-        var._write(value, mode)
-        return None, None
-
-
-def record_assign(var: Variable, value, mode: str) -> None:
-    """Called by ``Variable.assign*``: inside a trace, remember the assignment as a step."""
-    trace = STATE.trace
-    if trace is not None:
-        value = value if isinstance(value, Tensor) else Tensor(np.asarray(value), dtype=var.dtype)
-        trace.add(Assign, (value,), (var, mode), None)
-
-
-_TRACE_HOOK.append(record_assign)
-
-
-class Trace:
-    """The steps recorded while a Function traces: ``(op, inputs, attrs, out)`` tuples and
-    one ``compiled.GradientRegion`` per first-order ``tape.gradient`` call."""
-
-    compiles_gradients = True  # read by GradientTape: call gradient() below instead of recording ops
-
-    def __init__(self):
-        self.steps: list = []
-
-    def add(self, op, inputs, attrs, out) -> None:
-        self.steps.append((op, inputs, attrs, out))
-
-    def gradient(self, relevant, target, seed, output_gradients, sources, source_ids):
-        """A first-order gradient on arrays, recorded as one region; returns its tensors."""
-        return record_gradient(self, relevant, target, seed, output_gradients, sources, source_ids)
-
-
-# -- signatures ----------------------------------------------------------------
-_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 ndarray = np.ndarray
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+MAX_SHAPE_VARIANTS = 8  # graphs kept per signature for the shapes of boolean-mask results
 
 
-def _scan(value, leaves: list):
-    """Hashable description of one argument (tensors by shape and dtype, Variables and other
-    objects by identity, plain values by value); its tensor-like leaves go to ``leaves``."""
+def _scan(value, leaves: list, refs: list, seen: dict):
+    """Hashable description of one argument; its tensor-like leaves go to ``leaves`` and the
+    objects keyed by identity to ``refs``."""
     kind = type(value)
-    if kind is ndarray:  # becomes a tensor; float64 arrays as float32
+    if kind is ndarray:
         leaves.append(value)
-        dtype = value.dtype
-        return (value.shape, _F32 if dtype == _F64 else dtype)
-    if kind is Tensor:
+        return (value.shape, value.dtype)
+    if isinstance(value, Tensor):  # a Variable too: the graph reads and assigns the one passed
+        first = seen.setdefault(id(value), len(leaves))  # the same tensor twice is part of the graph
         leaves.append(value)
-        return ("T", value._data.shape, value._data.dtype)
-    if isinstance(value, Variable):
-        leaves.append(value)
-        return ("V", id(value))
-    if isinstance(value, Tensor):
-        leaves.append(value)
-        return ("T", value._data.shape, value._data.dtype)
-    if isinstance(value, np.ndarray | np.generic):
-        leaves.append(value)
-        return (np.shape(value), _F32 if value.dtype == _F64 else value.dtype)
-    if kind is list or kind is tuple or isinstance(value, list | tuple):
-        return (kind, tuple([_scan(v, leaves) for v in value]))
-    if isinstance(value, dict):
-        return (dict, tuple([(k, _scan(value[k], leaves)) for k in sorted(value)]))
-    if value is None or kind in (bool, int, float, str):
+        return ("V" if value._variable else "T", value._data.shape, value._data.dtype, first)
+    if kind in _PLAIN:
         return (kind, value)
-    return ("O", id(value))  # other objects (a model, an optimizer) by identity
+    if isinstance(value, np.generic):
+        leaves.append(np.asarray(value))
+        return ((), value.dtype)
+    if kind is list or kind is tuple:
+        return (kind, tuple([_scan(v, leaves, refs, seen) for v in value]))
+    if kind is dict:
+        return (dict, tuple([(k, _scan(value[k], leaves, refs, seen)) for k in value]))
+    try:
+        ref = weakref.ref(value)
+    except TypeError:  # no weakref: by value when hashable, else by identity, kept alive
+        try:
+            hash(value)
+            return ("H", kind, value)
+        except TypeError:
+            refs.append(value)  # kept alive by the Function with the graph: its id stays its own
+            return ("I", id(value))
+    refs.append(value)
+    return ("O", ref)
 
 
-def _signature(args, kwargs) -> tuple:
-    """``(key, leaves)`` of a call: the graph cache key and the tensor-like arguments in order."""
+def _signature(args, kwargs):
+    """``(key, leaves, refs)`` of a call."""
     leaves: list = []
-    key = tuple([_scan(a, leaves) for a in args])
+    refs: list = []
+    seen: dict = {}
+    key = tuple([_scan(a, leaves, refs, seen) for a in args])
     if kwargs:
-        key = (key, tuple([(k, _scan(kwargs[k], leaves)) for k in sorted(kwargs)]))
-    return key, leaves
-
-
-def _to_tensor(value):
-    if isinstance(value, Tensor):
-        return value
-    value = np.asarray(value)
-    if value.dtype == np.float64:
-        return Tensor._make(value.astype(np.float32))
-    view = value.view()
-    view.flags.writeable = False
-    return Tensor._make(view)
+        key = (key, tuple([(k, _scan(kwargs[k], leaves, refs, seen)) for k in sorted(kwargs)]))
+    return key, leaves, refs
 
 
 def _substitute(value, tensors):
     """The arguments with each tensor-like leaf replaced by the next of ``tensors``."""
-    if isinstance(value, Tensor | np.ndarray | np.generic):
+    if isinstance(value, Tensor | ndarray | np.generic):
         return next(tensors)
-    if isinstance(value, list | tuple):
+    if type(value) is list or type(value) is tuple:
         items = [_substitute(v, tensors) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: _substitute(value[k], tensors) for k in sorted(value)}
+        return items if type(value) is list else tuple(items)
+    if type(value) is dict:
+        return {k: _substitute(value[k], tensors) for k in value}
     return value
 
 
-def _array(value) -> np.ndarray:
-    """An argument leaf as the array a replay reads (float64 becomes float32, as tracing does)."""
-    if type(value) is ndarray and value.dtype != _F64:
-        return value
+def _arrays(leaves) -> list:
+    return [v if type(v) is ndarray else v._data for v in leaves]
+
+
+def _as_output(value) -> Tensor:
+    """An input leaf returned as it was (an array as a read-only tensor of its dtype)."""
     if isinstance(value, Tensor):
-        return value._data
-    if value.dtype == _F64:
-        return np.asarray(value, dtype=_F32)
-    return np.asarray(value)
+        return value
+    view = np.asarray(value).view()
+    view.flags.writeable = False
+    return Tensor._make(view)
 
 
 def _recording() -> bool:
     tapes = STATE.tapes
     return bool(tapes) and any(t._recording for t in tapes)
+
+
+def _forget(function_ref, key) -> None:
+    """An object a graph was traced for died: drop that graph."""
+    function = function_ref()
+    if function is not None:
+        function._programs.pop(key, None)
 
 
 class Function:
@@ -168,7 +133,8 @@ class Function:
 
     def __init__(self, fn):
         self._fn = fn
-        self._programs: dict = {}  # signature -> compiled.Program
+        self._programs: dict = {}  # signature -> [Program], the last one that replayed first
+        self._pinned: dict = {}  # signature -> objects without weakrefs, keyed by id: kept alive
         self.trace_count = 0
         functools.update_wrapper(self, fn)
 
@@ -178,23 +144,49 @@ class Function:
         return _BoundFunction(self, obj)
 
     def __call__(self, *args, **kwargs):
-        if STATE.trace is not None:  # called while an outer Function traces: inline it
+        if STATE.trace is not None or _recording():
+            # inside an outer Function's trace: inlined; under a recording tape: eager
             return self._fn(*args, **kwargs)
-        key, leaves = _signature(args, kwargs)
-        program = self._programs.get(key)
-        if program is not None and not _recording():
-            return program.run([_array(v) for v in leaves], lambda i: _to_tensor(leaves[i]))
-        tensors = [_to_tensor(v) for v in leaves]
+        key, leaves, refs = _signature(args, kwargs)
+        programs = self._programs.get(key)
+        if programs is not None:
+            first = programs[0]
+            if first.eager_only:
+                return self._fn(*args, **kwargs)
+            arrays = _arrays(leaves)
+            for i, program in enumerate(programs):
+                try:
+                    out = program.run(arrays, leaves, lambda k: _as_output(leaves[k]))
+                except ShapeChanged:  # a boolean mask selected another count: another graph
+                    continue
+                if i:
+                    programs.insert(0, programs.pop(i))
+                return out
+        return self._trace(key, leaves, refs, args, kwargs)
+
+    def _trace(self, key, leaves, refs, args, kwargs):
+        trace = Trace(getattr(self._fn, "__qualname__", repr(self._fn)))
+        tensors = [trace.argument(v) for v in leaves]
         call_args, call_kwargs = _substitute((args, kwargs), iter(tensors))
-        if _recording():  # differentiated from outside: eager, so the tape records every op
-            return self._fn(*call_args, **call_kwargs)
-        trace = Trace()
         STATE.trace = trace
         try:
             outputs = self._fn(*call_args, **call_kwargs)
         finally:
             STATE.trace = None
-        self._programs[key] = Program(trace, tensors, outputs)
+            trace.finish()
+        program = Program(trace, outputs)
+        del trace
+        programs = self._programs.get(key)
+        if programs is None:
+            programs = self._programs[key] = []
+            me = weakref.ref(self)
+            for obj in refs:
+                try:
+                    weakref.finalize(obj, _forget, me, key)
+                except TypeError:
+                    self._pinned.setdefault(key, []).append(obj)
+        programs.insert(0, program)
+        del programs[MAX_SHAPE_VARIANTS:]
         self.trace_count += 1
         return outputs
 

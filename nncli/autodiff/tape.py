@@ -1,11 +1,20 @@
-"""GradientTape: records the ops run on watched values and differentiates them.
+"""GradientTape, and :func:`backward`: the one backward loop of the engine.
 
-The tape is literally a list of the nodes recorded, in execution order, which is
-already a topological order of the graph. ``gradient`` makes one forward pass to
-find what depends on the sources, then one reversed loop that accumulates
-gradients: no recursion, so a 100,000-op chain is fine. Nodes point at their
-inputs and output, never the other way round, so dropping the tape frees the
-graph without the cycle collector.
+A tape is literally the list of nodes recorded while it was open, in execution order,
+which is already a topological order. :func:`backward` makes one forward pass over it to
+find what depends on the sources, then one reversed loop that accumulates gradients: no
+recursion, so a 100,000-op chain is fine. Nodes point at their inputs and output, never the
+other way round, so dropping the tape frees the graph without the cycle collector.
+
+*How* each node's gradients are computed is the caller's choice of rules: on numpy arrays
+(:data:`ARRAYS`, first order), on tensors whose ops are themselves recorded (:data:`TENSORS`,
+for higher order), or the rules of a Function being traced, which also emit the compiled
+instructions (``compile.trace``). All share this loop: same order, same accumulation.
+
+Tape semantics follow TensorFlow's: a persistent tape records its own ``gradient`` while its
+block is open (so it differentiates its own gradients), a non-persistent one stops recording
+there; ``output_gradients`` are differentiable; re-entering an open tape is an error; no
+gradient flows through integer or boolean values.
 """
 
 from __future__ import annotations
@@ -14,66 +23,114 @@ import contextlib
 
 import numpy as np
 
-from nncli.autodiff.tensor import Tensor, Variable
+import nncli.autodiff.functional as functional
+from nncli.autodiff.ops import NP, sum_to
+from nncli.autodiff.state import STATE
+from nncli.autodiff.tensor import Tensor
+from nncli.autodiff.variable import Variable
 
 
-class _State:
-    """What every op checks: the tapes that record and the Function being traced."""
+class ArrayRules:
+    """First-order gradients on numpy arrays (the rules' ``F`` is ``ops.NP``)."""
 
-    tapes: list[GradientTape] = []
-    trace = None  # a function.Trace while an ad.Function traces
+    @staticmethod
+    def seed(target, output_gradients):
+        if output_gradients is None:
+            return np.ones(target.shape, dtype=target.dtype)
+        g = output_gradients._data if isinstance(output_gradients, Tensor) else output_gradients
+        return np.asarray(g, dtype=target.dtype)
 
+    @staticmethod
+    def node(node, g, needs):
+        op, inputs, out, saved, attrs, _ = node
+        return op.backward(NP, g, [t._data for t in inputs], out._data, saved, attrs, needs)
 
-STATE = _State
+    sum_to = staticmethod(sum_to)
 
+    @staticmethod
+    def add(prev, g):
+        return prev + g
 
-# A recorded op application is a tuple (a class instance costs more per op):
-# (op, inputs, out, saved, attrs, versions), where versions lists (variable, version
-# seen) for Variable inputs, which can change in place before backward runs.
-_new = object.__new__
-ndarray = np.ndarray
-
-
-def apply(op, inputs, attrs=None):
-    """Run primitive ``op`` forward on tensors ``inputs`` and record it where needed."""
-    n = len(inputs)
-    if n == 1:
-        data, saved = op.forward(attrs, inputs[0]._data)
-    elif n == 2:
-        data, saved = op.forward(attrs, inputs[0]._data, inputs[1]._data)
-    else:
-        data, saved = op.forward(attrs, *[t._data for t in inputs])
-    out = _new(Tensor)
-    out._data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
-    if STATE.tapes:
-        _record(op, inputs, out, saved, attrs)
-    if STATE.trace is not None:
-        STATE.trace.add(op, inputs, attrs, out)
-    return out
+    @staticmethod
+    def result(source, g):
+        return Tensor._make(g if g.dtype == source.dtype else g.astype(source.dtype))
 
 
-def _record(op, inputs, out, saved, attrs):
-    node = None
-    for tape in STATE.tapes:
-        if not tape._recording:
+class TensorRules:
+    """Gradients as recorded ops (``F`` is ``nncli.autodiff.functional``): differentiable again."""
+
+    @staticmethod
+    def seed(target, output_gradients):
+        if output_gradients is None:
+            return Tensor._make(np.ones(target.shape, dtype=target.dtype))
+        return functional.as_tensor(output_gradients, target.dtype)  # a tensor stays in the graph
+
+    @staticmethod
+    def node(node, g, needs):
+        op, inputs, out, saved, attrs, _ = node
+        return op.backward(functional, g, inputs, out, saved, attrs, needs)
+
+    sum_to = staticmethod(functional.sum_to)
+    add = staticmethod(functional.add)
+
+    @staticmethod
+    def result(source, g):
+        return g if g.dtype == source.dtype else functional.cast(g, source.dtype)
+
+
+ARRAYS, TENSORS = ArrayRules(), TensorRules()
+
+
+def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
+    """Gradients of ``target`` w.r.t. ``sources`` over the recorded ``nodes``, computed by ``rules``.
+
+    Returns one gradient per source (as ``rules.result`` makes it), None where the target does
+    not depend on the source. Only float sources among the ``watched`` ids get gradients.
+    """
+    source_ids = {id(s) for s in sources if id(s) in watched and s._data.dtype.kind == "f"}
+    needed = set(source_ids)
+    relevant = []
+    for node in nodes:  # forward pass: which recorded values depend on a source
+        needs = [id(t) in needed for t in node[1]]
+        if True in needs:
+            needed.add(id(node[2]))
+            relevant.append((node, needs))
+    if id(target) not in needed:
+        return [None] * len(sources)
+    seed = rules.seed(target, output_gradients)
+    if seed.shape != target.shape:
+        raise ValueError(f"output_gradients has shape {seed.shape}, the target {target.shape}")
+    grads = {id(target): seed}
+    pop, get = grads.pop, grads.get
+    node_grads, reduce, add = rules.node, rules.sum_to, rules.add
+    for node, needs in reversed(relevant):
+        out = node[2]
+        key = id(out)
+        g = get(key) if key in source_ids else pop(key, None)
+        if g is None:
             continue
-        tracked = tape._tracked
-        hit = False
-        for t in inputs:
-            if id(t) in tracked:
-                hit = True
-            elif type(t) is Variable and tape._watch_accessed and t.trainable:
-                tape._watch_one(t)
-                hit = True
-        if hit:
-            if node is None:
-                versions = None
-                for t in inputs:
-                    if type(t) is Variable:
-                        versions = [(t, t._version)] if versions is None else versions + [(t, t._version)]
-                node = (op, inputs, out, saved, attrs, versions)
-            tape._nodes.append(node)
-            tracked.add(id(out))
+        if node[5]:
+            _check_versions(node[0], node[5])
+        in_grads = node_grads(node, g, needs)
+        for t, need, gi in zip(node[1], needs, in_grads):
+            if not need or gi is None:
+                continue
+            shape = t._data.shape
+            if gi.shape != shape:  # undo broadcasting, once, here
+                gi = reduce(gi, shape)
+            k = id(t)
+            prev = get(k)
+            grads[k] = gi if prev is None else add(prev, gi)
+    return [rules.result(s, grads[id(s)]) if id(s) in source_ids and id(s) in grads else None for s in sources]
+
+
+def _check_versions(op, versions) -> None:
+    for var, version in versions:
+        if var._version != version:
+            raise RuntimeError(
+                f"variable {var.name or ''} of shape {var.shape} was modified in place (assign) "
+                f"after {op.__name__} used it and before gradient(); its gradient would be "
+                "wrong. Compute the gradient before updating it.")
 
 
 def _flatten(structure, out):
@@ -101,7 +158,8 @@ class GradientTape:
     """Record operations so that gradients can be taken with respect to watched values.
 
     Args:
-        persistent: allow more than one ``gradient`` call.
+        persistent: allow more than one ``gradient`` call; while its block is open, such a tape
+            also records its own gradient computations (differentiate them with it again).
         watch_accessed_variables: watch every trainable Variable an op reads.
 
     Example:
@@ -122,11 +180,17 @@ class GradientTape:
         self._used = False
 
     def __enter__(self) -> GradientTape:
+        if self._recording:
+            raise ValueError("this GradientTape is already recording: its with block is still open "
+                             "(a tape cannot be re-entered inside its own block)")
         self._recording = True
         STATE.tapes.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         self._recording = False
         if self in STATE.tapes:
             STATE.tapes.remove(self)
@@ -147,15 +211,20 @@ class GradientTape:
         """The Variables this tape watches, in the order first watched."""
         return [t for t in self._watched if isinstance(t, Variable)]
 
+    def reset(self) -> None:
+        """Forget everything recorded so far (the tape keeps recording if its block is open)."""
+        self._nodes, self._tracked, self._watched, self._used = [], set(), [], False
+
     @contextlib.contextmanager
     def stop_recording(self):
-        """Run the block without recording on this tape."""
-        was = self._recording
+        """Run the block without recording on this tape (it must be recording)."""
+        if not self._recording:
+            raise ValueError("stop_recording() needs a tape that is recording (inside its with block)")
         self._recording = False
         try:
             yield
         finally:
-            self._recording = was
+            self._recording = True
 
     def gradient(self, target, sources, unconnected_gradients="none", output_gradients=None):
         """Gradients of ``target`` with respect to ``sources``, in the structure of ``sources``.
@@ -166,7 +235,7 @@ class GradientTape:
             sources: a tensor, or a list/tuple/dict of them.
             unconnected_gradients: ``"none"`` gives None for a source the target does
                 not depend on, ``"zero"`` gives zeros.
-            output_gradients: the upstream gradient, of the target's shape.
+            output_gradients: the upstream gradient, of the target's shape (differentiable).
         """
         if unconnected_gradients not in ("none", "zero"):
             raise ValueError(f"unconnected_gradients must be 'none' or 'zero', not {unconnected_gradients!r}")
@@ -181,94 +250,21 @@ class GradientTape:
             if not isinstance(s, Tensor):
                 raise TypeError(f"sources must be tensors, not {type(s).__name__}")
         self._used = True
-        was_recording = self._recording
-        self._recording = False
+        own = self._recording and self.persistent  # records its own gradient ops (TensorFlow's rule)
+        if self._recording and not self.persistent:
+            self._stop()  # as TensorFlow: a non-persistent tape stops recording at its gradient
+        if own or any(t._recording for t in STATE.tapes if t is not self):
+            rules = TENSORS
+        elif STATE.trace is not None:
+            rules = STATE.trace.gradient_rules()
+        else:
+            rules = ARRAYS
+        nodes = list(self._nodes) if own else self._nodes
         try:
-            grads = self._backward(target, flat, output_gradients)
+            grads = backward(nodes, target, flat, output_gradients, rules, self._tracked)
         finally:
-            self._recording = was_recording
             if not self.persistent:
                 self._nodes, self._tracked = [], set()  # free the graph
-        results = []
-        for s, g in zip(flat, grads):
-            if g is None and unconnected_gradients == "zero":
-                g = np.zeros(s.shape, dtype=s.dtype)
-            if g is not None and not isinstance(g, Tensor):
-                g = Tensor._make(g if g.dtype == s.dtype else g.astype(s.dtype))
-            results.append(g)
+        results = [functional.as_tensor(np.zeros(s.shape, dtype=s.dtype), s.dtype) if g is None and
+                   unconnected_gradients == "zero" else g for s, g in zip(flat, grads)]
         return _unflatten(sources, iter(results))
-
-    def _backward(self, target, sources, output_gradients):
-        from nncli.autodiff import functional as AD
-        from nncli.autodiff.ops import NP
-
-        # Record the backward ops too when another tape (higher order) or a trace listens;
-        # a trace that compiles first-order gradients itself gets them as one step instead.
-        trace = STATE.trace
-        graph_mode = any(t._recording for t in STATE.tapes if t is not self) or (
-            trace is not None and not getattr(trace, "compiles_gradients", False))
-        F = AD if graph_mode else NP
-
-        # Forward pass: which recorded values depend on a watched source.
-        source_ids = {id(s) for s in sources if id(s) in self._tracked and s.dtype.kind == "f"}
-        needed = set(source_ids)
-        relevant = []
-        for node in self._nodes:
-            needs = [id(t) in needed for t in node[1]]
-            if True in needs:
-                needed.add(id(node[2]))
-                relevant.append((node, needs))
-        if id(target) not in needed:
-            return [None] * len(sources)
-
-        if output_gradients is None:
-            seed = np.ones(target.shape, dtype=target.dtype)
-        else:
-            seed = np.asarray(output_gradients, dtype=target.dtype)
-            if seed.shape != target.shape:
-                raise ValueError(f"output_gradients has shape {seed.shape}, the target {target.shape}")
-        if trace is not None and not graph_mode:  # see function.Trace.gradient
-            return trace.gradient(relevant, target, seed, output_gradients, sources, source_ids)
-        grads = {id(target): Tensor(seed, dtype=target.dtype) if graph_mode else seed}
-        pop = grads.pop
-
-        for node, needs in reversed(relevant):
-            op, inputs, out, saved, attrs, versions = node
-            key = id(out)
-            g = grads.get(key) if key in source_ids else pop(key, None)
-            if g is None:
-                continue
-            if versions:
-                _check_versions(op, versions)
-            if graph_mode:
-                in_grads = op.backward(F, g, inputs, out, saved, attrs, needs)
-            elif len(inputs) == 1:  # the common unary case, without the generic loop
-                t = inputs[0]
-                gi = op.backward(F, g, [t._data], out._data, saved, attrs, needs)[0]
-                if gi is not None:
-                    if gi.shape != t._data.shape:
-                        gi = F.sum_to(gi, t._data.shape)
-                    k = id(t)
-                    prev = grads.get(k)
-                    grads[k] = gi if prev is None else prev + gi
-                continue
-            else:
-                in_grads = op.backward(F, g, [t._data for t in inputs], out._data, saved, attrs, needs)
-            for t, need, gi in zip(inputs, needs, in_grads):
-                if not need or gi is None:
-                    continue
-                if gi.shape != t._data.shape:
-                    gi = F.sum_to(gi, t._data.shape)
-                k = id(t)
-                prev = grads.get(k)
-                grads[k] = gi if prev is None else prev + gi
-        return [grads.get(id(s)) if id(s) in source_ids else None for s in sources]
-
-
-def _check_versions(op, versions) -> None:
-    for var, version in versions:
-        if var._version != version:
-            raise RuntimeError(
-                f"variable {var.name or ''} of shape {var.shape} was modified in place (assign) "
-                f"after {op.__name__} used it and before gradient(); its gradient would be "
-                "wrong. Compute the gradient before updating it.")

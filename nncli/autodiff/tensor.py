@@ -1,21 +1,27 @@
-"""Tensor (an immutable op result) and Variable (a mutable, trainable leaf).
+"""Tensor, ``apply`` (the one way an op runs and is recorded), and the operand rules the
+Python operators follow (Variable, the mutable subclass, is in variable.py).
 
-Both wrap one numpy array. Users see it read-only (``numpy()``, ``np.asarray``),
-so an array saved for backward cannot be changed under the tape; a Variable
-changes only through ``assign``/``assign_add``/``assign_sub``, which bump a
-version counter that the tape checks before it uses a saved Variable.
+A tensor wraps one numpy array. Users see it read-only (``numpy()``, ``np.asarray``), so an
+array saved for backward cannot change under the tape. While an ``ad.Function`` traces, reading a traced tensor's value in Python raises
+:class:`ConcretizationError` instead of freezing it.
+
+Operand rules: a Python number or numpy array combined with a tensor takes the tensor's
+dtype (float32 stays float32); two float tensors of different dtypes are an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_FLOAT = np.dtype(np.float32)
+from nncli.autodiff import ops as P
+from nncli.autodiff.record import record
+from nncli.autodiff.state import STATE, ConcretizationError
 
-# Set by functional.py: the differentiable functions the Python operators call.
-_OPERATORS: dict = {}
-# Set by function.py: records Variable assignments while an ad.Function traces.
-_TRACE_HOOK: list = []
+DEFAULT_FLOAT = np.dtype(np.float32)
+ndarray = np.ndarray
+_new = object.__new__
+
+__all__ = ["ConcretizationError", "DEFAULT_FLOAT", "Tensor", "WeakTensor", "apply", "as_tensor"]
 
 
 def to_array(value, dtype=None) -> np.ndarray:
@@ -32,6 +38,11 @@ def to_array(value, dtype=None) -> np.ndarray:
     return arr
 
 
+def _traced(value) -> bool:
+    trace = STATE.trace
+    return trace is not None and isinstance(value, Tensor) and trace.is_traced(value)
+
+
 class Tensor:
     """An immutable n-dimensional value; the result of every op.
 
@@ -42,28 +53,82 @@ class Tensor:
 
     __slots__ = ("_data", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our operators: ndarray + Tensor -> Tensor
+    _variable = False  # read by the engine instead of isinstance checks
+    _weak = False  # see WeakTensor
+
+    def __new__(cls, value=None, dtype=None):
+        if _traced(value):  # inside a trace: a recorded copy, not a frozen one
+            return _copy(value, dtype)
+        return _new(cls)
 
     def __init__(self, value, dtype=None):
-        self._data = to_array(value, dtype)
+        if not _traced(value):
+            self._data = to_array(value, dtype)
 
     @classmethod
     def _make(cls, arr: np.ndarray) -> Tensor:
         """Wrap an array an op just made (no copy)."""
-        t = object.__new__(cls)
-        t._data = arr if type(arr) is np.ndarray else np.asarray(arr)  # ufuncs give scalars for 0-d
+        t = _new(cls)
+        t._data = arr if type(arr) is ndarray else np.asarray(arr)  # ufuncs give scalars for 0-d
         return t
 
-    # -- array protocol -------------------------------------------------
+    # -- reading the value ------------------------------------------------------
+    def _concrete(self, what: str, instead: str) -> None:
+        """Raise when a Function is tracing and this tensor's value depends on its inputs."""
+        trace = STATE.trace
+        if trace is not None and trace.is_traced(self):
+            trace.refuse(self, what, instead)
+
     def numpy(self) -> np.ndarray:
         """The value as a read-only numpy array (a tape may have saved it for backward)."""
+        self._concrete("numpy()", "compute with nncli.autodiff ops, or return the tensor from the "
+                                  "function and read it after the call")
         view = self._data.view()
         view.flags.writeable = False
         return view
 
     def __array__(self, dtype=None, copy=None):
+        self._concrete("np.asarray() (or another numpy function)",
+                       "use the nncli.autodiff op instead (ad.exp, ad.where, ad.one_hot, indexing x[i], ...)")
         if dtype is not None and np.dtype(dtype) != self._data.dtype:
             return self._data.astype(dtype)
-        return self._data.copy() if copy else self.numpy()
+        if copy:
+            return self._data.copy()
+        view = self._data.view()
+        view.flags.writeable = False
+        return view
+
+    def item(self):
+        self._concrete("item()", "keep it a tensor, or return it from the function")
+        return self._data.item()
+
+    def tolist(self):
+        self._concrete("tolist()", "keep it a tensor, or return it from the function")
+        return self._data.tolist()
+
+    def __float__(self) -> float:
+        self._concrete("float()", "keep it a tensor (ad ops accept tensors wherever numbers go), or "
+                                  "return it from the function and convert it after the call")
+        return float(self._data)
+
+    def __int__(self) -> int:
+        self._concrete("int()", "keep it a tensor, or pass the number as a non-tensor argument")
+        return int(self._data)
+
+    def __index__(self) -> int:
+        self._concrete("its use as a Python index or size", "index with the tensor itself (x[i]), "
+                                                            "or pass the number as a non-tensor argument")
+        return self._data.__index__()
+
+    def __bool__(self) -> bool:
+        self._concrete("bool() (an if, while, and/or on a tensor)",
+                       "ad.where(condition, a, b) computes both branches and picks per element")
+        return bool(self._data)
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return repr(self)
+        return format(float(self) if self._data.ndim == 0 else self.numpy(), spec)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -84,17 +149,11 @@ class Tensor:
     def __len__(self) -> int:
         return len(self._data)
 
-    def item(self):
-        return self._data.item()
-
-    def __float__(self) -> float:
-        return float(self._data)
-
-    def __int__(self) -> int:
-        return int(self._data)
-
-    def __bool__(self) -> bool:
-        return bool(self._data)
+    def __iter__(self):
+        """The rows, each one a recorded op (shapes are static, so this reads no value)."""
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (getitem(self, i) for i in range(len(self._data)))
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="Tensor(")
@@ -102,105 +161,275 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    # -- operators (differentiable; see ops.py) --------------------------
-    def __add__(self, o): return _OPERATORS["add"](self, o)
-    def __radd__(self, o): return _OPERATORS["add"](o, self)
-    def __sub__(self, o): return _OPERATORS["sub"](self, o)
-    def __rsub__(self, o): return _OPERATORS["sub"](o, self)
-    def __mul__(self, o): return _OPERATORS["mul"](self, o)
-    def __rmul__(self, o): return _OPERATORS["mul"](o, self)
-    def __truediv__(self, o): return _OPERATORS["div"](self, o)
-    def __rtruediv__(self, o): return _OPERATORS["div"](o, self)
-    def __pow__(self, o): return _OPERATORS["pow"](self, o)
-    def __rpow__(self, o): return _OPERATORS["pow"](o, self)
-    def __matmul__(self, o): return _OPERATORS["matmul"](self, o)
-    def __rmatmul__(self, o): return _OPERATORS["matmul"](o, self)
-    def __neg__(self): return _OPERATORS["neg"](self)
+    # -- operators (differentiable) ------------------------------------------------
+    def __add__(self, o): return binary(P.Add, self, o)
+    def __radd__(self, o): return binary(P.Add, o, self)
+    def __sub__(self, o): return binary(P.Sub, self, o)
+    def __rsub__(self, o): return binary(P.Sub, o, self)
+    def __mul__(self, o): return binary(P.Mul, self, o)
+    def __rmul__(self, o): return binary(P.Mul, o, self)
+    def __truediv__(self, o): return binary(P.Div, self, o)
+    def __rtruediv__(self, o): return binary(P.Div, o, self)
+    def __pow__(self, o): return binary(P.Pow, self, o)
+    def __rpow__(self, o): return binary(P.Pow, o, self)
+    def __matmul__(self, o): return binary(P.MatMul, self, o)
+    def __rmatmul__(self, o): return binary(P.MatMul, o, self)
+    def __neg__(self): return unary(P.Neg, self)
     def __pos__(self): return self
-    def __abs__(self): return _OPERATORS["abs"](self)
-    def __getitem__(self, index): return _OPERATORS["getitem"](self, index)
-
-    # Comparisons (<, <=, >, >=) are set by functional.py: boolean tensors without gradient.
+    def __abs__(self): return unary(P.Abs, self)
+    def __getitem__(self, index): return getitem(self, index)
+    # Comparisons give boolean tensors without gradient (usable in where() and indexing, also traced).
+    def __lt__(self, o): return compare(np.less, self, o)
+    def __le__(self, o): return compare(np.less_equal, self, o)
+    def __gt__(self, o): return compare(np.greater, self, o)
+    def __ge__(self, o): return compare(np.greater_equal, self, o)
 
     @property
     def T(self) -> Tensor:
-        return _OPERATORS["transpose"](self)
+        return transpose(self)
 
     def reshape(self, *shape) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
-        return _OPERATORS["reshape"](self, shape)
+        return reshape(self, shape)
 
     def sum(self, axis=None, keepdims=False) -> Tensor:
-        return _OPERATORS["sum"](self, axis=axis, keepdims=keepdims)
+        return reduction(P.Sum, self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False) -> Tensor:
-        return _OPERATORS["mean"](self, axis=axis, keepdims=keepdims)
+        return mean(self, axis, keepdims)
 
 
-class Variable(Tensor):
-    """A mutable leaf holding state such as weights; tapes watch it when it is used.
+class WeakTensor(Tensor):
+    """An array argument of a Function while it traces, and what ops make of such arguments alone.
 
-    Args:
-        value: initial value (number, nested list or array); copied.
-        dtype: defaults to float32 for Python numbers and floating arrays.
-        trainable: whether tapes watch it automatically and models list it as trainable.
-        name: an optional label.
-
-    Example:
-        >>> w = ad.Variable([1.0, 2.0], name="w"); w.assign_sub([0.5, 0.5]); w.numpy()
-        array([0.5, 1.5], dtype=float32)
+    In eager code a numpy array meeting a tensor takes the tensor's dtype, and a function of
+    the array alone sees it through ``as_tensor`` (float64 becomes float32). Traced, the array
+    is a tensor of its own dtype (float64 stays float64); being weak, it converts where the
+    array would have been converted, so compiled results equal eager ones.
     """
 
-    __slots__ = ("trainable", "name", "_version")
+    __slots__ = ()
+    _weak = True
 
-    def __init__(self, value, dtype=None, trainable=True, name=None):
-        arr = to_array(value, dtype)
-        self._data = arr if arr.flags.c_contiguous else arr.copy()
-        self.trainable = bool(trainable)
-        self.name = name
-        self._version = 0
 
-    def _checked(self, value) -> np.ndarray:
-        arr = value._data if isinstance(value, Tensor) else np.asarray(value)
-        if arr.shape != self._data.shape and np.broadcast_shapes(arr.shape, self._data.shape) != self._data.shape:
-            raise ValueError(f"cannot assign shape {arr.shape} to variable {self.name or ''} of shape {self._data.shape}")
-        return arr
+# -- applying a primitive ----------------------------------------------------------
+def apply(op, inputs, attrs=None) -> Tensor:
+    """Run primitive ``op`` on the tensors ``inputs`` and record it on the tapes and trace.
 
-    def assign(self, value) -> Variable:
-        """Set the value in place (same shape; cast to the variable's dtype)."""
-        return self._update(value, "assign")
+    Args:
+        op: a :class:`Primitive` subclass.
+        inputs: a tuple of tensors (``ad.as_tensor`` converts other values).
+        attrs: the op's non-tensor parameters (axes, shapes, ...), passed to its rules.
 
-    def assign_add(self, value) -> Variable:
-        """Add ``value`` in place."""
-        return self._update(value, "assign_add")
+    Example:
+        >>> ad.apply(ad.ops.Exp, (ad.Tensor([0.0]),)).numpy()
+        array([1.], dtype=float32)
+    """
+    n = len(inputs)
+    if n == 1:
+        data, saved = op.forward(attrs, inputs[0]._data)
+    elif n == 2:
+        data, saved = op.forward(attrs, inputs[0]._data, inputs[1]._data)
+    else:
+        data, saved = op.forward(attrs, *[t._data for t in inputs])
+    out = _new(Tensor)
+    out._data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
+    if STATE.tapes and op.differentiable:
+        record(op, inputs, out, saved, attrs)
+    trace = STATE.trace
+    if trace is not None:
+        trace.add(op, inputs, attrs, out, saved)
+    if op.writes_inputs:
+        for t in inputs:
+            if t._variable:
+                t._version += 1
+    return out
 
-    def assign_sub(self, value) -> Variable:
-        """Subtract ``value`` in place."""
-        return self._update(value, "assign_sub")
 
-    def _update(self, value, mode: str) -> Variable:
-        if _TRACE_HOOK:  # a traced Function records the assignment, to replay it
-            _TRACE_HOOK[0](self, value, mode)
-        self._write(self._checked(value), mode)
-        return self
+# -- operands ------------------------------------------------------------------------
+def as_tensor(x, dtype=None) -> Tensor:
+    """``x`` as a tensor: itself when it is one (cast when ``dtype`` differs), else a constant.
 
-    def _write(self, arr: np.ndarray, mode: str) -> None:
-        """The in-place update itself (also what a traced ``Assign`` step replays)."""
-        target = self._data
-        if mode == "assign":
-            target[...] = arr
-        elif mode == "assign_add":
-            np.add(target, arr, out=target, casting="same_kind")
-        else:
-            np.subtract(target, arr, out=target, casting="same_kind")
-        self._version += 1
+    A numpy array of the right dtype is shared, not copied (as ``np.asarray``); other values
+    become float32 when floating, unless ``dtype`` is given.
 
-    def _bump(self) -> None:
-        """Mark the value as changed after an in-place update made directly on ``_data``."""
-        self._version += 1
+    Example:
+        >>> ad.as_tensor(np.arange(3)).dtype
+        dtype('int64')
+    """
+    if isinstance(x, Tensor):
+        if x._weak:
+            return _strong(x, dtype)
+        if dtype is None or x._data.dtype == dtype:
+            return x
+        return cast(x, dtype)
+    if type(x) is ndarray and (dtype is None and x.dtype.kind in "biu" or x.dtype == DEFAULT_FLOAT and dtype
+                               in (None, DEFAULT_FLOAT) or dtype is not None and x.dtype == dtype):
+        view = x.view()
+        view.flags.writeable = False  # a tape may save it for backward
+        return Tensor._make(view)
+    return Tensor(x, dtype)
 
-    def __repr__(self) -> str:
-        label = f", name={self.name!r}" if self.name else ""
-        body = np.array2string(self._data, separator=", ", prefix="Variable(")
-        return f"Variable({body}, dtype={self._data.dtype}{label})"
+
+def _strong(x: Tensor, dtype=None) -> Tensor:
+    """A weak argument converted as eager converts an array: to ``dtype``, else float64 to float32."""
+    target = np.dtype(dtype) if dtype is not None else (DEFAULT_FLOAT if x._data.dtype == np.float64
+                                                          else x._data.dtype)
+    out = apply(P.Cast, (x,), target) if target != x._data.dtype else apply(P.Reshape, (x,), x._data.shape)
+    out.__class__ = Tensor
+    return out
+
+
+def _copy(x: Tensor, dtype=None) -> Tensor:
+    """``ad.Tensor(x)`` of a traced tensor: a recorded copy without gradient, as eager's constant."""
+    target = np.dtype(dtype) if dtype is not None else (DEFAULT_FLOAT if x._data.dtype == np.float64
+                                                          else x._data.dtype)
+    out = apply(P.Mask, (x,), _Copy(target))
+    out.__class__ = Tensor
+    return out
+
+
+class _Copy:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __call__(self, x):
+        return np.array(x, dtype=self.dtype)
+
+
+def _const(x, like: Tensor) -> Tensor:
+    """A non-tensor operand as a constant of ``like``'s dtype (no promotion)."""
+    arr = np.asarray(x)
+    if like._data.dtype.kind == "f":
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"cannot combine a {arr.dtype} value with a {like.dtype} tensor")
+        arr = arr.astype(like._data.dtype, copy=False)
+    t = Tensor._make(np.array(arr))
+    if like._weak:
+        t.__class__ = WeakTensor
+    return t
+
+
+def pair(a, b) -> tuple[Tensor, Tensor]:
+    """The two operands as tensors of one dtype under the operand rules (see the module docstring):
+    numbers and arrays take the tensor's dtype, an int tensor meeting a float one is cast, two float
+    tensors of different dtypes are an error, and a traced array argument converts as an array would."""
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+    if ta and tb:
+        da, db = a._data.dtype, b._data.dtype
+        if da != db:
+            if a._weak and b._weak:  # two arrays in eager: numpy's promotion
+                target = np.result_type(da, db)
+                return (a if da == target else cast(a, target)), (b if db == target else cast(b, target))
+            if a._weak and db.kind == "f":  # an array meeting a float tensor takes its dtype
+                return cast(a, db), b
+            if b._weak and da.kind == "f":
+                return a, cast(b, da)
+            fa, fb = da.kind == "f", db.kind == "f"
+            if fa and fb:
+                raise TypeError(
+                    f"cannot combine {da} and {db} tensors; convert one with ad.cast(x, '{da}')")
+            if fa:
+                b = cast(b, da)
+            elif fb:
+                a = cast(a, db)
+        return a, b
+    if ta:
+        return a, _const(b, a)
+    if tb:
+        return _const(a, b), b
+    a = as_tensor(a)
+    return a, _const(b, a)
+
+
+def binary(op, a, b) -> Tensor:
+    """``op`` of two operands under the operand rules."""
+    if type(a) is Tensor and type(b) is Tensor and a._data.dtype is b._data.dtype:
+        return apply(op, (a, b))
+    if type(a) is Tensor and type(b) in (float, int) and a._data.dtype.kind == "f":
+        return apply(op, (a, Tensor._make(np.array(b, dtype=a._data.dtype))))
+    return apply(op, pair(a, b))
+
+
+def unary(op, x, attrs=None) -> Tensor:
+    return apply(op, (x if type(x) is Tensor else as_tensor(x),), attrs)
+
+
+def compare(ufunc, a, b) -> Tensor:
+    """A comparison ufunc of two operands: a boolean tensor without gradient."""
+    return apply(P.Compare, pair(a, b), ufunc)
+
+
+def cast(x, dtype) -> Tensor:
+    """``x`` converted to ``dtype``; a gradient flows back only between float dtypes."""
+    x = x if isinstance(x, Tensor) else as_tensor(x)
+    dtype = np.dtype(dtype)
+    if x._data.dtype == dtype:
+        return x
+    return apply(P.Cast, (x,), dtype)
+
+
+# -- the functions behind Tensor methods ------------------------------------------------
+def _view_op(op, owned, x):
+    """Ops that return views copy when they read a Variable (assign() would change the view)."""
+    return owned if x._variable else op
+
+
+def reduction(op, x, axis=None, keepdims=False) -> Tensor:
+    x = x if type(x) is Tensor else as_tensor(x)
+    return apply(op, (x,), (P.base.axes_of(axis, x._data.ndim), bool(keepdims)))
+
+
+def mean(x, axis=None, keepdims=False) -> Tensor:
+    """Mean over ``axis``: the sum divided by the count, as numpy (nan over an empty axis)."""
+    x = x if type(x) is Tensor else as_tensor(x)
+    axes = P.base.axes_of(axis, x._data.ndim)
+    total = apply(P.Sum, (x,), (axes, bool(keepdims)))
+    count = x._data.size if axes is None else int(np.prod([x._data.shape[a] for a in axes]))
+    if total._data.dtype.kind != "f":  # integers and booleans: a float64 mean, as numpy's
+        total = cast(total, np.float64)
+    if count == 0:  # numpy and torch give nan (0/0), without dividing by zero here
+        return binary(P.Mul, total, float("nan"))
+    return binary(P.Div, total, count)
+
+
+def transpose(x, axes=None) -> Tensor:
+    """Permute axes (reverse them when ``axes`` is None); negative axes count from the end."""
+    x = x if isinstance(x, Tensor) else as_tensor(x)
+    if axes is not None:
+        ndim = x._data.ndim
+        axes = tuple(int(a) for a in axes)
+        if any(not -ndim <= a < ndim for a in axes) or sorted(a % ndim for a in axes) != list(range(ndim)):
+            raise ValueError(f"axes {axes} are not a permutation of the {ndim} axes of shape {x.shape}")
+        axes = tuple(a % ndim for a in axes)
+    return apply(_view_op(P.Transpose, P.OWNED_TRANSPOSE, x), (x,), axes)
+
+
+def reshape(x, shape) -> Tensor:
+    """The same values in a new shape (one entry may be -1)."""
+    x = x if isinstance(x, Tensor) else as_tensor(x)
+    shape = (int(shape),) if isinstance(shape, int | np.integer) else tuple(int(n) for n in shape)
+    if x._data.shape == shape:
+        return x
+    return apply(_view_op(P.Reshape, P.OWNED_RESHAPE, x), (x,), shape)
+
+
+def _template(index, tensors: list):
+    """An index template: tensors in it become :class:`ops.Slot` places (op inputs)."""
+    if isinstance(index, tuple):
+        return tuple(_template(i, tensors) for i in index)
+    if isinstance(index, Tensor):
+        tensors.append(index if not index._weak else _strong(index, index._data.dtype))
+        return P.Slot(len(tensors) - 1)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def getitem(x, index) -> Tensor:
+    """``x[index]``: basic and advanced indexing (index tensors and boolean masks), differentiable."""
+    x = x if isinstance(x, Tensor) else as_tensor(x)
+    tensors: list = []
+    template = _template(index, tensors)
+    return apply(_view_op(P.GetItem, P.OWNED_GETITEM, x), (x, *tensors), template)

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 
 import nncli.autodiff as ad
-from nncli.autodiff.tensor import Tensor
+from nncli.autodiff import Tensor
 from nncli.nn.registry import get as _registry_get
 from nncli.nn.registry import register
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import NP, Primitive, data
-from nncli.autodiff.tape import apply
-from nncli.autodiff.tensor import Tensor
+from nncli.autodiff import Tensor
 from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
 
@@ -45,7 +43,7 @@ def _labels(labels: np.ndarray, n: int, c: int) -> np.ndarray:
         flat = ints
     if flat.size != n:
         raise ValueError(f"got {flat.size} labels for {n} rows of predictions")
-    if n and (flat.min() < 0 or flat.max() >= c):
+    if n and (np.minimum.reduce(flat) < 0 or np.maximum.reduce(flat) >= c):  # the ufuncs: no method wrappers
         bad = flat[np.flatnonzero((flat < 0) | (flat >= c))[0]]
         raise ValueError(f"label {int(bad)} is out of range for {c} classes (labels must be 0..{c - 1})")
     return flat
@@ -59,25 +57,26 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e
 
 
-class SparseSoftmaxCrossentropy(Primitive):
+class SparseSoftmaxCrossentropy(ad.Primitive):
     """mean over rows of ``-log_softmax(logits)[label]``; inputs (logits (..., C), labels (...))."""
 
     @staticmethod
     def forward(attrs, logits, labels):
         x, n, c = _rows(logits)
         flat = _labels(labels, n, c)
-        e = x - x.max(axis=1, keepdims=True)       # (N, C) shifted logits
-        picked = e[np.arange(n), flat]               # (N,)
+        e = x - np.maximum.reduce(x, 1, keepdims=True)  # (N, C) shifted logits
+        picked = e[np.arange(n), flat]                  # (N,)
         np.exp(e, out=e)
-        total = e.sum(axis=1)                        # (N,)
-        loss = np.mean(np.log(total) - picked) if n else np.zeros((), x.dtype)
+        total = np.add.reduce(e, 1)                     # (N,)
+        # the mean as np.mean computes it (sum, then / n), without its Python wrapper
+        loss = np.add.reduce(np.log(total) - picked) / n if n else np.zeros((), x.dtype)
         e /= total[:, None]                          # softmax, kept for backward
         return np.asarray(loss, dtype=x.dtype), (e, flat)
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
         logits, labels = xs
-        if F is NP:  # (softmax - onehot) * g / N, from the saved softmax
+        if not F.graph:  # (softmax - onehot) * g / N, from the saved softmax
             probs, flat = saved
             n = probs.shape[0]
             scale = g / max(n, 1)
@@ -86,10 +85,10 @@ class SparseSoftmaxCrossentropy(Primitive):
             return grad.reshape(logits.shape), None
         # Higher order or traced: a primitive of the live labels (a one-hot captured here
         # would be a constant, wrong when a traced step is replayed on the next batch).
-        return apply(SparseSoftmaxCrossentropyGrad, (logits, labels, g)), None
+        return F.apply(SparseSoftmaxCrossentropyGrad, (logits, labels, g)), None
 
 
-class SparseSoftmaxCrossentropyGrad(Primitive):
+class SparseSoftmaxCrossentropyGrad(ad.Primitive):
     """``(softmax(logits) - onehot(labels)) * g / N``: the gradient above, as an op of its own."""
 
     @staticmethod
@@ -105,9 +104,9 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
     @staticmethod
     def backward(F, u, xs, y, saved, attrs, needs):
         logits, labels, g = xs
-        n = max(_rows(data(logits))[1], 1)
-        c = data(logits).shape[-1]
-        if F is NP:
+        c = logits.shape[-1]
+        n = max(logits.size // max(c, 1), 1)
+        if not F.graph:
             p = _softmax_rows(logits.reshape(-1, c)).reshape(logits.shape)
             gl = p * (u - np.sum(u * p, axis=-1, keepdims=True)) * (g / n) if needs[0] else None
             gg = None
@@ -119,13 +118,13 @@ class SparseSoftmaxCrossentropyGrad(Primitive):
         gl = p * (u - F.sum(u * p, axis=-1, keepdims=True)) * (g / n) if needs[0] else None
         gg = None
         if needs[2]:
-            one = ad.as_tensor(np.ones(()), data(g).dtype)
-            unit = apply(SparseSoftmaxCrossentropyGrad, (logits, labels, one))
+            one = ad.as_tensor(np.ones(()), g.dtype)
+            unit = F.apply(SparseSoftmaxCrossentropyGrad, (logits, labels, one))
             gg = F.sum(u * unit)
         return gl, None, gg
 
 
-class SoftmaxCrossentropy(Primitive):
+class SoftmaxCrossentropy(ad.Primitive):
     """mean over rows of ``-sum(targets * log_softmax(logits))``; inputs (logits, targets), same shape."""
 
     @staticmethod
@@ -144,9 +143,9 @@ class SoftmaxCrossentropy(Primitive):
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
         logits, targets = xs
-        n = max(_rows(data(logits))[1], 1)
+        n = max(logits.size // max(logits.shape[-1], 1), 1)
         scale = g / n
-        if F is NP:
+        if not F.graph:
             probs, t_sum = saved
             gl = gt = None
             if needs[0]:  # (softmax * sum(targets) - targets) * g / N
@@ -166,20 +165,15 @@ class SoftmaxCrossentropy(Primitive):
         return gl, gt
 
 
-class OneHot(Primitive):
-    """One-hot rows of the live labels (an op, so traced steps see each batch's labels)."""
+class SparseLabels(ad.Primitive):
+    """Class ids checked against ``classes`` (attrs) and made integers (whole floats accepted):
+    an op of the live labels, so traced steps check each batch's labels."""
+
+    differentiable = False
 
     @staticmethod
-    def forward(attrs, labels):
-        c, dtype = attrs
-        flat = _labels(labels, labels.size, c)
-        out = np.zeros((flat.size, c), dtype=dtype)
-        out[np.arange(flat.size), flat] = 1
-        return out.reshape(labels.shape + (c,)), None
-
-    @staticmethod
-    def backward(F, g, xs, y, saved, attrs, needs):
-        return (None,)
+    def forward(classes, labels):
+        return _labels(labels, labels.size, classes).reshape(labels.shape), None
 
 
 # -- shapes and labels ------------------------------------------------------------
@@ -193,7 +187,7 @@ def _dense_trues(trues, predicts: Tensor) -> Tensor:
     if isinstance(trues, Tensor):
         t = trues if trues.dtype == predicts.dtype else ad.cast(trues, predicts.dtype)
     else:
-        t = Tensor._make(np.asarray(trues, dtype=predicts.dtype))
+        t = ad.as_tensor(np.asarray(trues), predicts.dtype)
     ts, ps = t.shape, predicts.shape
     if len(ts) == len(ps) - 1 and ps[-1] == 1:
         t = ad.reshape(t, ts + (1,))
@@ -206,7 +200,7 @@ def _dense_trues(trues, predicts: Tensor) -> Tensor:
 
 def _sparse_trues(trues, predicts: Tensor) -> Tensor:
     """Class ids as a tensor of shape ``predicts.shape[:-1]`` (a trailing axis of 1 is dropped)."""
-    t = trues if isinstance(trues, Tensor) else Tensor._make(np.asarray(trues))
+    t = trues if isinstance(trues, Tensor) else ad.as_tensor(np.asarray(trues), np.asarray(trues).dtype)
     if t.dtype.kind not in "iuf":
         raise ValueError(f"sparse labels must be integers, not {t.dtype}")
     expected = predicts.shape[:-1]
@@ -351,7 +345,7 @@ class CategoricalCrossentropy(Loss):
     def call(self, trues, predicts):
         t = _dense_trues(trues, predicts)
         if self.from_logits:
-            return apply(SoftmaxCrossentropy, (predicts, t))
+            return ad.apply(SoftmaxCrossentropy, (predicts, t))
         return _probability_crossentropy(t, predicts)
 
     def get_config(self) -> dict:
@@ -382,8 +376,9 @@ class SparseCategoricalCrossentropy(Loss):
     def call(self, trues, predicts):
         labels = _sparse_trues(trues, predicts)
         if self.from_logits:
-            return apply(SparseSoftmaxCrossentropy, (predicts, labels))
-        onehot = apply(OneHot, (labels,), (predicts.shape[-1], predicts.dtype))
+            return ad.apply(SparseSoftmaxCrossentropy, (predicts, labels))
+        ids = ad.apply(SparseLabels, (labels,), predicts.shape[-1])
+        onehot = ad.one_hot(ids, predicts.shape[-1], predicts.dtype)
         return _probability_crossentropy(onehot, predicts)
 
     def get_config(self) -> dict:

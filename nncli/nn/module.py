@@ -13,7 +13,6 @@ lives in ``nncli.nn.sequential``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import os
@@ -23,8 +22,7 @@ from typing import Any
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.tape import STATE
-from nncli.autodiff.tensor import Tensor, Variable
+from nncli.autodiff import Tensor, Variable
 from nncli.errors import NncliError
 from nncli.nn import initializers, random
 from nncli.nn.registry import build, get, lookup, snake_case
@@ -69,15 +67,27 @@ def _building(build):
     return wrapper
 
 
-@contextlib.contextmanager
-def _not_recorded():
-    """Run shape inference on zeros without recording on any tape or trace."""
-    tapes, trace = STATE.tapes, STATE.trace
-    STATE.tapes, STATE.trace = [], None
-    try:
-        yield
-    finally:
-        STATE.tapes, STATE.trace = tapes, trace
+def _constructing(init):
+    """Wrap a subclass's ``__init__`` so that every layer takes ``input_shape=`` (as Keras and
+    Rindow layers do) and is built with it once the outermost ``__init__`` has run."""
+    if "input_shape" in inspect.signature(init).parameters:  # the class handles it itself
+        return init
+
+    @functools.wraps(init)
+    def wrapper(self, *args, input_shape=None, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        self.__dict__["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_init_depth"] = depth
+        if input_shape is not None:
+            self.__dict__["input_shape_given"] = _as_shape(input_shape)
+        if depth == 0 and self.__dict__.get("input_shape_given") is not None and not self.built:
+            self.build(self.input_shape_given)
+
+    wrapper._wrapped_init = True
+    return wrapper
 
 
 def _items(value):
@@ -124,7 +134,7 @@ def _run_on_zeros(layer, input_shape):
     """Call ``layer`` on a zero batch of one, unrecorded: shape inference and eager building."""
     shapes = input_shape if isinstance(input_shape, list) else [input_shape]
     zeros = [np.zeros((1, *s), dtype=layer.dtype) for s in shapes]
-    with _not_recorded():
+    with ad.no_record():
         return layer(zeros if isinstance(input_shape, list) else zeros[0])
 
 
@@ -141,6 +151,9 @@ class Layer:
         name: a label for summaries (default: snake_case class name with a counter).
         trainable: False freezes every weight of the layer and its sub-layers.
         dtype: float dtype of the weights and of float inputs (default float32).
+        input_shape: accepted by every layer's constructor (as in Keras and Rindow): the input
+            shape without the batch axis; the layer is built at once. On a Sequential's first
+            layer it is the model's input shape.
 
     Example:
         >>> layer = nn.layers.Dense(3); y = layer(np.ones((2, 4), np.float32)); y.shape
@@ -169,6 +182,9 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_wrapped_init", False):
+            cls.__init__ = _constructing(init)
         build = cls.__dict__.get("build")
         if build is not None and not getattr(build, "_wrapped_build", False):
             cls.build = _building(build)
@@ -261,20 +277,14 @@ class Layer:
         return _batchless(_run_on_zeros(self, _as_shape(input_shape)))
 
     def _convert(self, x):
-        if isinstance(x, Tensor):
-            if self.cast_inputs and x.dtype != self.dtype:
-                return ad.cast(x, self.dtype)
-            return x
         if isinstance(x, list | tuple) and x and all(isinstance(v, Tensor | np.ndarray) for v in x):
             return type(x)(self._convert(v) for v in x)
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{self.name}: expected numeric inputs, found {arr.dtype}")
-        if self.cast_inputs and arr.dtype != self.dtype:
-            return Tensor._make(arr.astype(self.dtype))
-        view = arr.view()
-        view.flags.writeable = False  # a tape may save it for backward
-        return Tensor._make(view)
+        if not isinstance(x, Tensor):
+            x = np.asarray(x)
+            if x.dtype.kind not in "biuf":
+                raise TypeError(f"{self.name}: expected numeric inputs, found {x.dtype}")
+        # an array is shared, not copied (read-only); cast_inputs layers take their own dtype
+        return ad.as_tensor(x, self.dtype if self.cast_inputs else x.dtype)
 
     def _build_for(self, inputs) -> None:
         self.build(_batchless(inputs))
@@ -297,7 +307,7 @@ class Layer:
     # -- weights --------------------------------------------------------------------
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every weight, in weight order (SPEC: Dense ``[kernel, bias]``, ...)."""
-        return [np.array(v._data) for v in self.variables]
+        return [np.array(v) for v in self.variables]
 
     def set_weights(self, weights) -> None:
         """Assign arrays in ``get_weights()`` order; count and shapes must match exactly.
@@ -473,7 +483,7 @@ class Model(Layer):
         from safetensors.numpy import save_file
 
         named = self._named_or_fail()
-        save_file({p: v._data for p, v in named}, os.fspath(path), metadata={"format": "nncli-weights"})
+        save_file({p: v.numpy() for p, v in named}, os.fspath(path), metadata={"format": "nncli-weights"})
 
     def load_weights(self, path) -> None:
         """Read a file written by :meth:`save_weights`; names and shapes must match exactly.

@@ -25,34 +25,32 @@ import numbers
 
 import numpy as np
 
-import nncli.autodiff as ad  # noqa: F401 - the examples use it
-from nncli.autodiff.ops import Primitive
-from nncli.autodiff.tape import apply
-from nncli.autodiff.tensor import Tensor, Variable
+import nncli.autodiff as ad
+from nncli.autodiff import Tensor, Variable
 from nncli.nn import schedules
 from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
 from nncli.nn.schedules import LearningRateSchedule
 
 
-class OptimizerStep(Primitive):
-    """Apply one update to every parameter in place; inputs are the gradients.
+class OptimizerStep(ad.Primitive):
+    """Apply one update to every parameter in place; inputs are the k gradients, then the k
+    parameters they belong to (whose arrays it updates).
 
-    attrs: ``(optimizer, params, indices)``: the gradient ``k`` belongs to ``params[indices[k]]``.
-    Stateful, so a traced Function replays it on every call.
+    attrs: ``(optimizer, indices)``: gradient ``j`` belongs to parameter position ``indices[j]``.
+    Stateful, so a traced Function replays it on every call; it writes its Variable inputs.
     """
 
     stateful = True
+    differentiable = False
+    writes_inputs = True
 
     @staticmethod
-    def forward(attrs, *grads):
-        optimizer, params, indices = attrs
-        optimizer._apply(params, indices, grads)
+    def forward(attrs, *arrays):
+        optimizer, indices = attrs
+        k = len(indices)
+        optimizer._apply(arrays[k:], indices, arrays[:k])
         return np.asarray(optimizer.iterations, dtype=np.int64), None
-
-    @staticmethod
-    def backward(F, g, xs, y, saved, attrs, needs):
-        raise RuntimeError("an optimizer update is not differentiable")
 
 
 def _positive_or_none(name: str, value) -> float | None:
@@ -129,18 +127,19 @@ class Optimizer:
             if not isinstance(p, Variable):
                 raise TypeError(f"params[{i}] must be an ad.Variable, not {type(p).__name__}")
         self.build(params)
-        indices, tensors = [], []
+        indices, tensors, updated = [], [], []
         for i, (p, g) in enumerate(zip(params, grads)):
             if g is None:
                 continue
             if not isinstance(g, Tensor):
-                g = Tensor._make(np.asarray(g, dtype=p.dtype))
+                g = ad.as_tensor(np.asarray(g), p.dtype)
             if g.shape != p.shape:
                 raise ValueError(f"gradient {i} has shape {g.shape}, its parameter {p.shape}")
             indices.append(i)
             tensors.append(g)
+            updated.append(p)
         if tensors:
-            apply(OptimizerStep, tuple(tensors), (self, tuple(params), tuple(indices)))
+            ad.apply(OptimizerStep, (*tensors, *updated), (self, tuple(indices)))
 
     def apply_gradients(self, grads_and_vars) -> None:
         """Keras's form of :meth:`update`: an iterable of ``(gradient, variable)`` pairs."""
@@ -171,16 +170,14 @@ class Optimizer:
     def _init_slot(self, name: str, shape, dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    def _apply(self, params, indices, grads) -> None:
-        """The update on raw arrays (run by OptimizerStep.forward, eagerly or on replay)."""
-        grads = self._clip(indices, [g if g.dtype == params[i].dtype else g.astype(params[i].dtype)
-                                     for i, g in zip(indices, grads)])
+    def _apply(self, arrays, indices, grads) -> None:
+        """The update on raw arrays (run by OptimizerStep.forward, eagerly or on replay):
+        ``arrays[j]`` is the parameter at position ``indices[j]``, updated in place."""
+        grads = self._clip(indices, [g if g.dtype == p.dtype else g.astype(p.dtype) for p, g in zip(arrays, grads)])
         lr = self.learning_rate
         t = self.iterations + 1
-        for i, g in zip(indices, grads):
-            p = params[i]
-            self._step(p._data, g, self._slots[i], self._scratch[i], lr, t)
-            p._bump()
+        for i, p, g in zip(indices, arrays, grads):
+            self._step(p, g, self._slots[i], self._scratch[i], lr, t)
         self.iterations = t
 
     def _step(self, p: np.ndarray, g: np.ndarray, slots: dict, scratch: np.ndarray, lr: float, t: int):

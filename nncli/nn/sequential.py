@@ -37,6 +37,8 @@ class Sequential(Model):
         self.input_shape = None if input_shape is None else _as_shape(input_shape)
         for layer in layers or []:
             self.add(layer)
+        if self.input_shape is None and self.layers:  # Keras: the first layer's input_shape= is the model's
+            self.input_shape = self.layers[0].__dict__.get("input_shape_given")
         if self.input_shape is not None:
             self.build(self.input_shape)
 

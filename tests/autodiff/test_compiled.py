@@ -7,7 +7,7 @@ import pytest
 
 import nncli.autodiff as ad
 from nncli import nn
-from nncli.autodiff import compiled
+from nncli.autodiff.compile.program import Program
 
 RNG = np.random.default_rng(0)
 
@@ -70,10 +70,10 @@ def test_retraces_on_a_new_signature_only_and_the_last_partial_batch_once():
         for start in range(0, 20, 8):
             fast(x[start:start + 8], y[start:start + 8])
     assert fast.trace_count == 2
-    fast(x[:8].astype(np.float64), y[:8])  # float64 inputs become float32: the same graph
-    assert fast.trace_count == 2
-    fast(x[:8], y[:8].astype(np.int32))  # another label dtype: a new graph
+    fast(x[:8].astype(np.float64), y[:8])  # float64 stays float64: another graph (the layer casts it)
     assert fast.trace_count == 3
+    fast(x[:8], y[:8].astype(np.int32))  # another label dtype: a new graph
+    assert fast.trace_count == 4
 
 
 def test_a_compiled_gradient_inside_an_outer_tape_gives_second_derivatives():
@@ -216,7 +216,7 @@ def test_buffers_are_reused_and_shared_values_survive():
     fast = ad.function(f)
     x = RNG.standard_normal((4, 6)).astype(np.float32)
     fast(x)
-    program = next(iter(fast._programs.values()))
+    program = next(iter(fast._programs.values()))[0]
     assert program.n_buffers < program.n_instructions  # some buffers serve several steps
     for _ in range(2):
         x = RNG.standard_normal((4, 6)).astype(np.float32)
@@ -247,7 +247,7 @@ def test_the_compiled_graph_keeps_no_traced_tensor_alive():
 
     fast = ad.function(f)
     fast(np.ones(3, np.float32))
-    assert isinstance(next(iter(fast._programs.values())), compiled.Program)
+    assert isinstance(next(iter(fast._programs.values()))[0], Program)
     assert len(refs) == 1 and refs[0]() is None
     np.testing.assert_allclose(fast(np.zeros(3, np.float32)).numpy(), np.full(3, 2.0), rtol=1e-6)
 

@@ -22,10 +22,11 @@ def test_traces_once_per_signature():
     assert float(again) == pytest.approx(float(ad.sum(ad.tanh(ad.Tensor(x * 0.5) @ ad.Tensor(y)))), rel=1e-6)
     assert float(first) != float(again)
     f(np.ones((5, 3), np.float32), y)  # a new shape traces again
-    f(np.ones((5, 3), np.float64), y.astype(np.float64))  # float64 arrays become float32 tensors
     assert f.trace_count == 2
-    f(ad.Tensor(np.ones((5, 3)), dtype=np.float64), ad.Tensor(y, dtype=np.float64))  # a new dtype
+    f(np.ones((5, 3), np.float64), y.astype(np.float64))  # float64 stays float64: a new dtype
     assert f.trace_count == 3
+    f(ad.Tensor(np.ones((5, 3)), dtype=np.float64), ad.Tensor(y, dtype=np.float64))  # tensors: another
+    assert f.trace_count == 4
 
 
 def test_non_tensor_arguments_are_part_of_the_signature():

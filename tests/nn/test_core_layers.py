@@ -10,8 +10,8 @@ import pytest
 
 import nncli.autodiff as ad
 from nncli import nn
-from nncli.autodiff.ops import Primitive
-from nncli.autodiff.tape import apply
+from nncli.autodiff import Primitive
+from nncli.autodiff import apply
 from nncli.nn import activations, initializers
 from nncli.nn.layers import BatchNormalization, Dense, Dropout, Embedding, Flatten, LayerNormalization, Reshape
 from nncli.nn.registry import UnknownNameError

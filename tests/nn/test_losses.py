@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nncli.autodiff as ad
-from nncli.autodiff.tape import apply
+from nncli.autodiff import apply
 from nncli.autodiff.gradcheck import check_gradients, check_second_order
 from nncli.nn import losses, registry
 

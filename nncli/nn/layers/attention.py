@@ -12,8 +12,7 @@ import math
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.tape import apply
-from nncli.autodiff.tensor import Tensor
+from nncli.autodiff import Tensor
 from nncli.nn import initializers
 from nncli.nn import random as nn_random
 from nncli.nn.layers.core import DropoutMask, config_name
@@ -45,7 +44,7 @@ def dot_product_attention(query, key, value, mask=None, dropout: float = 0.0, rn
         scores = scores + (ad.cast(mask, scores.dtype) - 1.0) * MASKED
     weights = ad.softmax(scores, axis=-1)
     if dropout:
-        weights = weights * apply(DropoutMask, (weights,), (float(dropout), rng))
+        weights = weights * ad.apply(DropoutMask, (weights,), (float(dropout), rng))
     return ad.matmul(weights, value), weights
 
 

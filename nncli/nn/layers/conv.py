@@ -19,8 +19,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import NP, Primitive
-from nncli.autodiff.tape import apply
 from nncli.nn import activations, initializers
 from nncli.nn.layers.core import config_name
 from nncli.nn.module import Layer
@@ -143,14 +141,7 @@ def _filter_grad(cols, g):
 # -- primitives: attrs = (strides, dilation, pads, relu | shape) -----------------
 
 
-def _run(F, op, inputs, attrs):
-    """Apply a primitive in a backward rule: on arrays for first order, recorded otherwise."""
-    if F is NP:
-        return op.forward(attrs, *inputs)[0]
-    return apply(op, tuple(inputs), attrs)
-
-
-class Conv2DOp(Primitive):
+class Conv2DOp(ad.Primitive):
     """``y = conv(x, w) [+ b]``, then relu when attrs[3]: x (b, h, w, c), w (kh, kw, c, f), b (f,)."""
 
     @staticmethod
@@ -165,8 +156,8 @@ class Conv2DOp(Primitive):
         x, w = xs[0], xs[1]
         bias, geometry = len(xs) == 3, attrs[:3]
         if attrs[3]:
-            g = _run(F, ReluMask, (g, y), None)
-        if F is NP:  # first order: reuse the saved patches; one matmul gives dw and db
+            g = F.apply(ReluMask, (g, y), None)
+        if not F.graph:  # first order: reuse the saved patches; one matmul gives dw and db
             dx = _input_grad(g, w, x.shape, *geometry) if needs[0] else None
             if not any(needs[1:]):
                 return (dx, None, None)[:len(xs)]
@@ -174,26 +165,26 @@ class Conv2DOp(Primitive):
             if not bias:
                 return dx, dwb.reshape(w.shape)
             return dx, dwb[:-1].reshape(w.shape), dwb[-1]
-        dx = apply(Conv2DBackpropInput, (g, w), geometry + (x.shape,)) if needs[0] else None
+        dx = F.apply(Conv2DBackpropInput, (g, w), geometry + (x.shape,)) if needs[0] else None
         if not any(needs[1:]):
             return (dx, None, None)[:len(xs)]
-        dwb = apply(Conv2DBackpropFilter, (x, g), geometry + (w.shape, bias))
+        dwb = F.apply(Conv2DBackpropFilter, (x, g), geometry + (w.shape, bias))
         if not bias:
             return dx, dwb
         return dx, F.reshape(F.getitem(dwb, slice(0, -1)), w.shape), F.getitem(dwb, -1)
 
 
-class ReluMask(Primitive):
+class ReluMask(ad.Primitive):
     """``g * (y > 0)``: a gradient through a fused relu whose output is y (no gradient for y)."""
 
     forward = staticmethod(lambda attrs, g, y: (g * (y > 0), None))
 
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
-        return _run(F, ReluMask, (h, xs[1]), None), None
+        return F.apply(ReluMask, (h, xs[1]), None), None
 
 
-class Conv2DBackpropInput(Primitive):
+class Conv2DBackpropInput(ad.Primitive):
     """``dx = J_x(conv)^T g``: a transposed convolution; attrs end with x's shape."""
 
     @staticmethod
@@ -203,12 +194,12 @@ class Conv2DBackpropInput(Primitive):
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
         g, w = xs  # <h, dx(g, w)> = <conv(h, w), g>
-        dg = _run(F, Conv2DOp, (h, w), attrs[:3] + (False,)) if needs[0] else None
-        dw = _run(F, Conv2DBackpropFilter, (h, g), attrs[:3] + (w.shape, False)) if needs[1] else None
+        dg = F.apply(Conv2DOp, (h, w), attrs[:3] + (False,)) if needs[0] else None
+        dw = F.apply(Conv2DBackpropFilter, (h, g), attrs[:3] + (w.shape, False)) if needs[1] else None
         return dg, dw
 
 
-class Conv2DBackpropFilter(Primitive):
+class Conv2DBackpropFilter(ad.Primitive):
     """``dw = J_w(conv)^T g`` for input x; attrs end with w's shape and a bias flag: with it,
     the bias gradient comes from the same matmul as a last row, ``(kh*kw*c + 1, f)``."""
 
@@ -224,10 +215,10 @@ class Conv2DBackpropFilter(Primitive):
         h_w, h_b = h, None
         if attrs[4]:
             h_w, h_b = F.reshape(F.getitem(h, slice(0, -1)), attrs[3]), F.getitem(h, -1)
-        dx = _run(F, Conv2DBackpropInput, (g, h_w), attrs[:3] + (x.shape,)) if needs[0] else None
+        dx = F.apply(Conv2DBackpropInput, (g, h_w), attrs[:3] + (x.shape,)) if needs[0] else None
         dg = None
         if needs[1]:
-            dg = _run(F, Conv2DOp, (x, h_w) if h_b is None else (x, h_w, h_b), attrs[:3] + (False,))
+            dg = F.apply(Conv2DOp, (x, h_w) if h_b is None else (x, h_w, h_b), attrs[:3] + (False,))
         return dx, dg
 
 
@@ -275,7 +266,7 @@ def conv2d(x, kernel, strides: int | tuple[int, int] = 1, padding: str = "valid"
     pads = tuple(padding_and_size(n, k, s, d, padding)[0]
                  for n, k, s, d in zip(x.shape[1:3], kernel.shape[:2], strides, dilation))
     inputs = (x, kernel) if bias is None else (x, kernel, _same_dtype(bias, x, "conv2d"))
-    return apply(Conv2DOp, inputs, (strides, dilation, pads, bool(relu)))
+    return ad.apply(Conv2DOp, inputs, (strides, dilation, pads, bool(relu)))
 
 
 def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: int = 1, bias=None,
@@ -296,7 +287,7 @@ def conv1d(x, kernel, strides: int = 1, padding: str = "valid", dilation_rate: i
     x4 = ad.reshape(x, (x.shape[0], 1) + x.shape[1:])  # a height-1 image
     k4 = ad.reshape(kernel, (1,) + kernel.shape)
     inputs = (x4, k4) if bias is None else (x4, k4, _same_dtype(bias, x, "conv1d"))
-    y = apply(Conv2DOp, inputs, ((1, strides), (1, dilation_rate), ((0, 0), pads), bool(relu)))
+    y = ad.apply(Conv2DOp, inputs, ((1, strides), (1, dilation_rate), ((0, 0), pads), bool(relu)))
     return ad.reshape(y, (y.shape[0],) + y.shape[2:])
 
 

@@ -11,8 +11,6 @@ import math
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import Primitive
-from nncli.autodiff.tape import apply
 from nncli.nn import activations, initializers
 from nncli.nn import random as nn_random
 from nncli.nn.module import Layer
@@ -110,7 +108,7 @@ class Activation(Layer):
         return {"activation": config_name(self.activation), **super().get_config()}
 
 
-class DropoutMask(Primitive):
+class DropoutMask(ad.Primitive):
     """The random part of inverted dropout: a mask of ``x``'s shape holding 0 with probability
     ``rate`` and ``1 / (1 - rate)`` elsewhere; attrs are ``(rate, generator)``.
 
@@ -120,6 +118,7 @@ class DropoutMask(Primitive):
     """
 
     stateful = True
+    differentiable = False  # the mask does not depend on x's values
 
     @staticmethod
     def forward(attrs, x):
@@ -128,10 +127,6 @@ class DropoutMask(Primitive):
         mask = (rng.random(x.shape, dtype=draw) >= rate).astype(x.dtype)
         mask *= 1.0 / (1.0 - rate)
         return mask, None
-
-    @staticmethod
-    def backward(F, g, xs, y, saved, attrs, needs):
-        return (None,)  # the mask does not depend on x's values
 
 
 @register("layers")
@@ -159,7 +154,7 @@ class Dropout(Layer):
     def call(self, inputs, training: bool = False):
         if not training or self.rate == 0:
             return inputs
-        return inputs * apply(DropoutMask, (inputs,), (self.rate, self._rng))
+        return inputs * ad.apply(DropoutMask, (inputs,), (self.rate, self._rng))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

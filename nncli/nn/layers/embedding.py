@@ -1,7 +1,8 @@
 """Embedding: integer ids to dense vectors, by indexing a trainable table.
 
-The gradient comes from the engine's indexing op (a scatter-add into the table's shape),
-so repeated ids accumulate their gradients.
+The ids are checked by a small op of their own and the rows gathered by the engine's
+indexing op (whose gradient is a scatter-add into the table's shape, so repeated ids
+accumulate): both read the ids as graph values, so a traced Function looks up each call's ids.
 
     >>> Embedding(10, 4)(np.array([[1, 2, 2]])).shape
     (1, 3, 4)
@@ -15,6 +16,27 @@ import nncli.autodiff as ad
 from nncli.nn.layers.core import _positive_int, config_name
 from nncli.nn.module import Layer
 from nncli.nn.registry import register
+
+
+class EmbeddingIds(ad.Primitive):
+    """The ids as integers, checked to lie in ``[0, input_dim)``; attrs ``(input_dim, layer name)``."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(attrs, ids):
+        input_dim, name = attrs
+        if ids.dtype.kind == "f":
+            whole = ids.astype(np.int64)
+            if not np.array_equal(whole, ids):
+                raise ValueError(f"{name}: Embedding takes integer ids, found non-integer values")
+            ids = whole
+        elif ids.dtype.kind not in "iu":
+            raise ValueError(f"{name}: Embedding takes integer ids, found {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= input_dim):
+            raise ValueError(f"{name}: ids must lie in [0, {input_dim}), "
+                             f"found values from {ids.min()} to {ids.max()}")
+        return ids, None
 
 
 @register("layers")
@@ -47,22 +69,9 @@ class Embedding(Layer):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer)
 
-    def _ids(self, inputs) -> np.ndarray:
-        ids = np.asarray(inputs._data)
-        if ids.dtype.kind == "f":
-            whole = ids.astype(np.int64)
-            if not np.array_equal(whole, ids):
-                raise ValueError(f"{self.name}: Embedding takes integer ids, found non-integer values")
-            ids = whole
-        elif ids.dtype.kind not in "iu":
-            raise ValueError(f"{self.name}: Embedding takes integer ids, found {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.input_dim):
-            raise ValueError(f"{self.name}: ids must lie in [0, {self.input_dim}), "
-                             f"found values from {ids.min()} to {ids.max()}")
-        return ids
-
     def call(self, inputs, training: bool = False):
-        return ad.getitem(self.embeddings, self._ids(inputs))  # (..., output_dim)
+        ids = ad.apply(EmbeddingIds, (inputs,), (self.input_dim, self.name))
+        return ad.take(self.embeddings, ids)  # (..., output_dim)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)

@@ -15,8 +15,6 @@ from typing import Literal
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import NP, Primitive
-from nncli.autodiff.tape import apply
 from nncli.nn.module import Layer
 from nncli.nn.registry import register
 from nncli.nn.layers.conv import SpatialLayer, as_pair, padding_and_size
@@ -125,61 +123,54 @@ def _avg_spread(g, x_shape, pool, strides, pads):
 # -- primitives ------------------------------------------------------------------
 
 
-def _run(F, op, inputs, attrs):
-    """Apply a primitive in a backward rule: on arrays for first order, recorded otherwise."""
-    if F is NP:
-        return op.forward(attrs, *inputs)[0]
-    return apply(op, tuple(inputs), attrs)
-
-
-class MaxPool2DOp(Primitive):
+class MaxPool2DOp(ad.Primitive):
     """Max over each (ph, pw) window of x (b, h, w, c); attrs (pool, strides, pads)."""
 
     forward = staticmethod(lambda attrs, x: (_max_pool(x, *attrs), None))
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
-        return (_run(F, MaxPoolRoute, (xs[0], y, g), attrs),)
+        return (F.apply(MaxPoolRoute, (xs[0], y, g), attrs),)
 
 
-class MaxPoolRoute(Primitive):
+class MaxPoolRoute(ad.Primitive):
     """``(x, y, g) -> dx``: g sent to each window's winner (piecewise constant in x and y)."""
 
     forward = staticmethod(lambda attrs, x, y, g: (_max_route(x, y, g, *attrs), None))
 
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
-        return None, None, _run(F, MaxPoolGather, (xs[0], xs[1], h), attrs)
+        return None, None, F.apply(MaxPoolGather, (xs[0], xs[1], h), attrs)
 
 
-class MaxPoolGather(Primitive):
+class MaxPoolGather(ad.Primitive):
     """``(x, y, h) -> h at the winners``, the adjoint of MaxPoolRoute."""
 
     forward = staticmethod(lambda attrs, x, y, h: (_max_gather(x, y, h, *attrs), None))
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
-        return None, None, _run(F, MaxPoolRoute, (xs[0], xs[1], g), attrs)
+        return None, None, F.apply(MaxPoolRoute, (xs[0], xs[1], g), attrs)
 
 
-class AvgPool2DOp(Primitive):
+class AvgPool2DOp(ad.Primitive):
     """Mean over each window of x (b, h, w, c), padding excluded; attrs (pool, strides, pads)."""
 
     forward = staticmethod(lambda attrs, x: (_avg_pool(x, *attrs), None))
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):
-        return (_run(F, AvgPoolSpread, (g,), (xs[0].shape,) + attrs),)
+        return (F.apply(AvgPoolSpread, (g,), (xs[0].shape,) + attrs),)
 
 
-class AvgPoolSpread(Primitive):
+class AvgPoolSpread(ad.Primitive):
     """``g -> dx`` of the average pool (linear); attrs (x_shape, pool, strides, pads)."""
 
     forward = staticmethod(lambda attrs, g: (_avg_spread(g, *attrs), None))
 
     @staticmethod
     def backward(F, h, xs, y, saved, attrs, needs):
-        return (_run(F, AvgPool2DOp, (h,), attrs[1:]),)
+        return (F.apply(AvgPool2DOp, (h,), attrs[1:]),)
 
 
 # -- the differentiable functions ----------------------------------------------
@@ -198,7 +189,7 @@ def _attrs(x: ad.Tensor, rank: int, pool_size, strides, padding: str, name: str)
 
 def _pool2d(op, x, pool_size, strides, padding, name):
     x = ad.as_tensor(x)
-    return apply(op, (x,), _attrs(x, 2, pool_size, strides, padding, name))
+    return ad.apply(op, (x,), _attrs(x, 2, pool_size, strides, padding, name))
 
 
 def _pool1d(op, x, pool_size, strides, padding, name):
@@ -207,7 +198,7 @@ def _pool1d(op, x, pool_size, strides, padding, name):
         raise ValueError(f"{name} takes inputs of rank 3 (batch, steps, channels), found shape {x.shape}")
     x4 = ad.reshape(x, (x.shape[0], 1) + x.shape[1:])  # a height-1 image
     attrs = _attrs(x4, 2, (1, pool_size), None if strides is None else (1, strides), padding, name)
-    y = apply(op, (x4,), attrs)
+    y = ad.apply(op, (x4,), attrs)
     return ad.reshape(y, (y.shape[0],) + y.shape[2:])
 
 

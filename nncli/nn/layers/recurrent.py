@@ -12,8 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.ops import NP, Primitive
-from nncli.autodiff.tape import apply
 from nncli.nn import activations, initializers
 from nncli.nn.layers.core import config_name
 from nncli.nn.layers.recurrent_kernels import (
@@ -32,7 +30,7 @@ from nncli.nn.registry import register
 # -- the fused primitives ------------------------------------------------------------
 
 
-class _Recurrence(Primitive):
+class _Recurrence(ad.Primitive):
     """A whole recurrence as one op; ``run``/``grads`` are its numpy kernels, attrs the activations."""
 
     run = grads = None
@@ -43,10 +41,10 @@ class _Recurrence(Primitive):
 
     @classmethod
     def backward(cls, F, g, xs, y, saved, attrs, needs):
-        if F is NP:
+        if not F.graph:
             return cls.grads(attrs, *xs, y, g)
-        # Recorded (traced Function or outer tape): one op computing every gradient, packed flat.
-        packed = apply(_RecurrenceGrads, (*xs, y, g), (cls, attrs))
+        # Recorded (higher order): one op computing every gradient, packed flat.
+        packed = F.apply(_RecurrenceGrads, (*xs, y, g), (cls, attrs))
         grads, start = [], 0
         for x in xs:
             grads.append(F.reshape(F.getitem(packed, slice(start, start + x.size)), x.shape))
@@ -54,7 +52,7 @@ class _Recurrence(Primitive):
         return grads
 
 
-class _RecurrenceGrads(Primitive):
+class _RecurrenceGrads(ad.Primitive):
     """The gradients of a fused recurrence, flattened and concatenated (first order only)."""
 
     @staticmethod
@@ -131,7 +129,7 @@ def simple_rnn(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str 
     xw, (h0,) = _start(x, kernel, bias, recurrent_kernel.shape[-1], [h0])
     act, key = _resolve(activation)
     if key and not unroll:
-        H = apply(SimpleRNNOp, (xw, ad.as_tensor(recurrent_kernel), h0), (key,))
+        H = ad.apply(SimpleRNNOp, (xw, ad.as_tensor(recurrent_kernel), h0), (key,))
         return H, H[:, -1]
     H, (h,) = _unrolled(lambda xt, s: (act(xt + ad.matmul(s[0], recurrent_kernel)),), xw, (h0,))
     return H, h
@@ -152,7 +150,7 @@ def lstm(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, activation: s
     xw, (h0, c0) = _start(x, kernel, bias, u, [h0, c0])
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if key and rkey and not unroll:
-        Y = apply(LSTMOp, (xw, ad.as_tensor(recurrent_kernel), h0, c0), (key, rkey))
+        Y = ad.apply(LSTMOp, (xw, ad.as_tensor(recurrent_kernel), h0, c0), (key, rkey))
         return Y[:, :, :u], Y[:, -1, :u], Y[:, -1, u:2 * u]
 
     def step(xt, states):
@@ -186,7 +184,7 @@ def gru(x, kernel, recurrent_kernel, bias=None, h0=None, activation: str = "tanh
     (act, key), (ract, rkey) = _resolve(activation), _resolve(recurrent_activation)
     if reset_after and key and rkey and not unroll:
         br = ad.Tensor(np.zeros(3 * u, xw.dtype), xw.dtype) if rec_bias is None else rec_bias
-        H = apply(GRUOp, (xw, U, br, h0), (key, rkey))
+        H = ad.apply(GRUOp, (xw, U, br, h0), (key, rkey))
         return H, H[:, -1]
     U_zr, U_h = U[:, :2 * u], U[:, 2 * u:]
 

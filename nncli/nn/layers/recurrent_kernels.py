@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncli.autodiff.ops import _sigmoid
+import nncli.autodiff as ad
+
+_sigmoid = ad.ops.sigmoid  # the engine's two-branch sigmoid on arrays
 
 
 # name -> (activation on arrays, its derivative from the activation's output y, written into out)
