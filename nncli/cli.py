@@ -154,7 +154,7 @@ def grad(
 
     Exit code 0 when every gradient matches, 1 when one does not, 2 on bad input.
     """
-    from nncli.autodiff.gradcheck import check_expression
+    from nncli.gradtool import check_expression
 
     names = None if wrt is None else [n.strip() for n in wrt.split(",") if n.strip()]
     check = check_expression(expr, at or [], wrt=names, dtype=dtype.value, seed=seed)

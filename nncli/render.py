@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from nncli.autodiff.gradcheck import ExpressionCheck
+    from nncli.gradtool import ExpressionCheck
 
 
 # -- rendering helpers -------------------------------------------------------------------------------
