@@ -32,6 +32,7 @@ FORMAT_1 = "nncli-checkpoint-1"  # digest over tensors only: readable for weight
 OPTIMIZER = "optimizer/"  # prefix of optimizer slots; weight paths never hold a "/"
 HISTORY = "run/history"
 CALLBACKS = "callbacks/"  # prefix of callbacks' weight snapshots: callbacks/<key>/<field>/<weight path>
+TRAINED = "run/trained/"  # the weights training reached, when a callback put earlier ones back: run/trained/<path>
 MAX_SNAPSHOTS = 8  # weight snapshots all callbacks together may keep (each the model's size)
 MAX_HEADER = 100 * 2**20  # bytes of JSON header; safetensors itself refuses more
 MAX_EPOCHS = 1_000_000  # as train.epochs
@@ -101,6 +102,9 @@ class Layout:
         if self.snapshots is not None:
             snapshot = {n: found.pop(n) for n in [n for n in found if n.startswith(CALLBACKS)]}
             out += _snapshot_problems(snapshot, self.snapshots)
+            trained = {n[len(TRAINED):]: found.pop(n) for n in [n for n in found if n.startswith(TRAINED)]}
+            if trained and trained != self.snapshots:
+                out.append(f"{TRAINED}* holds {len(trained)} weights that are not the model's {len(self.snapshots)}")
         missing = [n for n in self.tensors if n not in found and n not in self.optional]
         slots = [n for n in self.optional if n in found]
         if slots and len(slots) != len(self.optional):
@@ -267,6 +271,7 @@ class TrainStateSchema(BaseModel):
     epoch_data_state: RngState | None
     stopped_early: bool
     learning_rate: Annotated[float, Field(ge=0)] | None = None
+    restored_epoch: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None
 
 
 class CallbackEntry(BaseModel):

@@ -19,8 +19,8 @@ import numpy as np
 from nncli import __version__, nn
 from nncli.errors import NncliError, RunError
 from nncli.nn.schedules import LearningRateSchedule
-from nncli.train.checkpoint import (CALLBACKS, HISTORY, OPTIMIZER, Layout, check_finite, check_iterations,
-                                    check_metadata, load_checkpoint, save_checkpoint)
+from nncli.train.checkpoint import (CALLBACKS, HISTORY, OPTIMIZER, TRAINED, Layout, check_finite,
+                                    check_iterations, check_metadata, load_checkpoint, save_checkpoint)
 
 if TYPE_CHECKING:  # the layout is read without the trainer (nncli eval, export, --init-from)
     from nncli.train.loop import Trainer
@@ -98,6 +98,8 @@ def write_checkpoint(run, name: str, trainer: Trainer, columns: list[str]) -> No
     trainer.state.learning_rate = None if isinstance(lr, LearningRateSchedule) or lr is None else float(lr)
     states, snapshots = callback_states(trainer)
     tensors.update(snapshots)
+    if trainer.trained_weights is not None:  # the run ended on restored weights: keep where training got to
+        tensors.update({TRAINED + p: np.asarray(a) for p, a in trainer.trained_weights.items()})
     meta = {"epoch": trainer.state.epoch, "step": trainer.state.step, "trainer": trainer.state.to_dict(),
             "rng": nn.random.get_state(), "data_rng": trainer.train_data.get_state(), "nncli": __version__,
             "columns": columns, "callbacks": states}
@@ -120,8 +122,10 @@ def restore_checkpoint(path: Path, trainer: Trainer, columns: list[str]) -> dict
     if history is None:
         raise RunError(f"checkpoint {path} carries no metrics history; it was not loaded")
     snapshots = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(CALLBACKS)]}
+    trained = {k[len(TRAINED):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(TRAINED)]}
     check_finite(tensors, path)
     check_finite(snapshots, path)
+    check_finite(trained, path)
     weights, opt_state = split_checkpoint(tensors)
     if check_iterations(opt_state["iterations"], path) != checked.step:
         raise RunError(f"checkpoint {path}: the optimizer took {int(opt_state['iterations'])} steps, the trainer "
@@ -149,6 +153,7 @@ def restore_checkpoint(path: Path, trainer: Trainer, columns: list[str]) -> dict
     for cb, state in states:
         cb.set_state(state)  # each was tried on a fresh copy above
     trainer.history = history_rows(history, columns)
+    trainer.trained_weights = trained or None
     return meta
 
 

@@ -53,6 +53,7 @@ class TrainState:
     epoch_data_state: dict | None = None  # the shuffling state at the start of the unfinished epoch
     stopped_early: bool = False  # a callback stopped the run (``trainer.stop_training``)
     learning_rate: float | None = None  # the optimizer's rate as last saved (callbacks may lower it)
+    restored_epoch: int | None = None  # a callback put this epoch's weights back when the run ended
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +103,7 @@ class Trainer:
         self.stop_signal: int | None = None  # what asked first (signal.SIGINT, SIGTERM, ...), if anything
         self.consistent = True  # False while a step runs: weights and state may disagree
         self.warnings: list[str] = []  # problems callbacks reported (see warn)
-        self.restored_epoch: int | None = None  # set when a callback put an earlier epoch's weights back
+        self.trained_weights: dict | None = None  # what training reached, while earlier weights are put back
         self._step = ad.function(self._train_step) if compile else self._train_step
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -113,6 +114,28 @@ class Trainer:
         if not self.stop_requested:
             self.stop_signal = signum
         self.stop_requested = True
+
+    @property
+    def restored_epoch(self) -> int | None:
+        """The epoch whose weights a callback put back at the end (``restore_weights``), else None."""
+        return self.state.restored_epoch
+
+    def restore_weights(self, weights: dict, epoch: int) -> None:
+        """Put an earlier epoch's weights back as the run ends (restore_best_weights).
+
+        The weights training reached are kept (checkpoints carry them), so that a resumed run
+        that trains on continues from them, not from the restored ones.
+        """
+        if self.trained_weights is None:
+            self.trained_weights = {p: v.numpy().copy() for p, v in self.model.named_variables()}
+        self.model.load_named_weights(weights, source=f"the weights of epoch {epoch}")
+        self.state.restored_epoch = epoch
+
+    def _train_on_from_trained_weights(self) -> None:
+        """Training goes on after a restore: continue from the weights training had reached."""
+        if self.trained_weights is not None and not self.stop_training and self.state.epoch < self.epochs:
+            self.model.load_named_weights(self.trained_weights, source="the weights the run stopped with")
+            self.trained_weights, self.state.restored_epoch = None, None
 
     @property
     def stop_training(self) -> bool:
@@ -170,6 +193,7 @@ class Trainer:
         self.stop_training = False  # a stop is decided by the callbacks this run has now
         try:
             self._notify("on_train_begin")
+            self._train_on_from_trained_weights()
             while self.state.epoch < self.epochs and not self.stop_training:
                 if self.stop_requested:
                     raise KeyboardInterrupt

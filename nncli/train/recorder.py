@@ -97,6 +97,8 @@ class RunRecorder(Callback):
             throughput_samples_per_s=round(self._samples / self._seconds, 1) if self._seconds else None)
         if trainer.restored_epoch is not None:
             self.info["restored_epoch"] = trainer.restored_epoch
+        else:
+            self.info.pop("restored_epoch", None)  # a resumed run trained on from where it had stopped
         if trainer.warnings:
             self.info["warnings"] = list(dict.fromkeys([*self.info.get("warnings", []), *trainer.warnings]))
         if status != "running":

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from nncli.errors import RunError
-from nncli.train.checkpoint import CALLBACKS, HISTORY, MAX_EPOCHS, OPTIMIZER, Layout, check_finite, load_checkpoint
+from nncli.train.checkpoint import (CALLBACKS, HISTORY, MAX_EPOCHS, OPTIMIZER, TRAINED, Layout, check_finite,
+                                    load_checkpoint)
 from nncli.train.layout import split_checkpoint
 from nncli.train.runs import RunFolder, resolve_run
 
@@ -76,7 +77,7 @@ def read_init_source(runs_dir, spec: str, model, optimizer, with_optimizer: bool
                        "layer:\n  " + "\n  ".join(problems) + "\nnothing was written; change the model to match, "
                        "or start without --init-from")
     tensors, meta = load_checkpoint(path, _bounded_layout(header, model, path))
-    tensors = {n: t for n, t in tensors.items() if n != HISTORY and not n.startswith(CALLBACKS)}
+    tensors = {n: t for n, t in tensors.items() if n != HISTORY and not n.startswith((CALLBACKS, TRAINED))}
     check_finite(tensors, path)
     weights, opt_state = split_checkpoint(tensors)
     state = None
@@ -94,7 +95,7 @@ def _bounded_layout(header: dict, model, path: Path) -> Layout:
     shapes = {s for s, _ in weights.values()}
     allowed, history_columns = {}, None
     for name, (shape, dtype) in header.items():
-        fits = (name in weights or name.startswith(CALLBACKS)
+        fits = (name in weights or name.startswith((CALLBACKS, TRAINED))
                 or (name == HISTORY and len(shape) == 2 and shape[0] <= MAX_EPOCHS and shape[1] <= 1000)
                 or (name.startswith(OPTIMIZER) and (shape in shapes or int(np.prod(shape)) <= 1)))
         if not fits:
@@ -102,7 +103,7 @@ def _bounded_layout(header: dict, model, path: Path) -> Layout:
                            "of this model; it was not loaded")
         if name == HISTORY:  # the other run's columns, whatever they are: checked as a history, not a weight
             history_columns = shape[1]
-        elif not name.startswith(CALLBACKS):
+        elif not name.startswith((CALLBACKS, TRAINED)):
             allowed[name] = (shape, dtype)
     return Layout(allowed, history_columns=history_columns, snapshots=weights)
 

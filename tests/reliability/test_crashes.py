@@ -271,7 +271,9 @@ def test_a_crash_between_the_best_and_last_checkpoints_loses_nothing(tmp_path, m
     cfg = write(tmp_path, TINY.replace("epochs: 2", "epochs: 3"))
     whole = train(cfg, runs_dir=tmp_path, run_id="whole")
     assert whole.trainer.state.best_epoch == 3
-    real = session.write_checkpoint
+    import nncli.train.recorder as recorder
+
+    real = recorder.write_checkpoint  # the recorder writes every checkpoint of a run
     written = []
 
     def crash_after_first_write_of_epoch_3(run, name, trainer, *rest):
@@ -282,7 +284,7 @@ def test_a_crash_between_the_best_and_last_checkpoints_loses_nothing(tmp_path, m
             written.append(name)
 
     with monkeypatch.context() as patch:
-        patch.setattr(session, "write_checkpoint", crash_after_first_write_of_epoch_3)
+        patch.setattr(recorder, "write_checkpoint", crash_after_first_write_of_epoch_3)
         with pytest.raises(_Crash):
             train(cfg, runs_dir=tmp_path, run_id="cut")
     assert len(written) == 1

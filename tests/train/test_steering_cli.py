@@ -249,6 +249,21 @@ def test_resume_set_changes_early_stopping_and_callbacks_and_says_so(tmp_path):
     assert (tmp_path / "es/checkpoints/epoch-0008.safetensors").is_file()
 
 
+@pytest.mark.parametrize("looser", ["train.early_stopping=null", "train.early_stopping.patience=3"])
+def test_a_run_that_restored_its_best_weights_trains_on_from_where_it_stopped(tmp_path, looser):
+    """restore_best_weights put an earlier epoch's weights into last; training on continues from the
+    weights the run stopped with (and their optimizer slots), exactly as the looser policy from the start."""
+    cfg = config(tmp_path, "  early_stopping: {monitor: loss, patience: 0, min_delta: 0.2, restore_best_weights: true}\n")
+    ok(cli("train", cfg, "--runs-dir", tmp_path, "--run-id", "es"))
+    stopped = info(tmp_path / "es")
+    assert stopped["status"] == "early_stopped" and stopped["restored_epoch"] == stopped["epochs_done"] - 1
+    ok(cli("train", cfg, "--runs-dir", tmp_path, "--run-id", "fresh", "--set", looser))
+    ok(cli("train", "--resume", "es", "--runs-dir", tmp_path, "--set", looser))
+    assert rows(tmp_path / "es") == rows(tmp_path / "fresh")
+    assert_same(weights(tmp_path / "es/checkpoints/last.safetensors"), weights(tmp_path / "fresh/checkpoints/last.safetensors"))
+    assert info(tmp_path / "es").get("restored_epoch") == info(tmp_path / "fresh").get("restored_epoch")
+
+
 def test_fewer_epochs_than_done_is_refused_and_a_finished_run_says_so(tmp_path):
     ok(cli("train", config(tmp_path), "--runs-dir", tmp_path, "--run-id", "r", "--set", "train.epochs=4"))
     fewer = cli("train", "--resume", "r", "--runs-dir", tmp_path, "--set", "train.epochs=3")

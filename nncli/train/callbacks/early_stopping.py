@@ -133,8 +133,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, trainer, status) -> None:
         if status == "early_stopped" and self.stopped_epoch is not None and self.restore_best_weights \
                 and self.best_weights is not None:
-            trainer.model.load_named_weights(self.best_weights, source=f"the best epoch ({self.best_epoch})")
-            trainer.restored_epoch = self.best_epoch
+            trainer.restore_weights(self.best_weights, self.best_epoch)
 
     # -- state ---------------------------------------------------------------------------------
     def get_state(self) -> dict:
