@@ -178,3 +178,23 @@ def test_reduce_lr_on_plateau_lowers_the_rate_where_keras_does(kwargs):
         _, want = _keras_run(keras, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", **kwargs), values)
         got = learning_rates(values, **kwargs)
         assert got == pytest.approx(want, rel=1e-6), (values, kwargs)  # Keras keeps the rate in float32
+
+
+# -- every registered callback ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(__import__("nncli.nn.registry", fromlist=["names"]).names("callbacks")))
+def test_every_registered_callback_round_trips_its_config_and_state(name):
+    from nncli.nn import registry
+
+    cls = registry.get("callbacks", name)
+    cb = cls()
+    again = cls(**cb.get_config())
+    assert again.get_config() == cb.get_config()
+    trainer = _Trainer()
+    cb.on_train_begin(trainer)
+    for epoch, v in enumerate(FALLING_THEN_FLAT[:4], 1):
+        cb.on_epoch_end(trainer, epoch, {"val_loss": v, "loss": v})
+        trainer.history.append({"epoch": epoch, "val_loss": v, "loss": v})
+    state = cb.get_state()
+    fresh = cls(**cb.get_config())
+    fresh.set_state(state)
+    assert fresh.get_state() == state
