@@ -11,6 +11,7 @@ numpy, the engine and Rich are imported inside the commands, so ``nncli --help``
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -109,9 +110,17 @@ def _command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., 
             if code:
                 raise typer.Exit(code)
 
-        return app.command(name, **kwargs)(run)
+        return app.command(name, help=_reflowed(fn.__doc__), **kwargs)(run)
 
     return register
+
+
+def _reflowed(doc: str | None) -> str | None:
+    """A docstring as help shows it: paragraphs kept, the line breaks inside each joined (help wraps them to
+    the terminal; kept, they break lines mid-sentence on any width but the one they were written for)."""
+    if doc is None:
+        return None
+    return "\n\n".join(" ".join(part.split()) for part in inspect.cleandoc(doc).split("\n\n"))
 
 
 def _say(message: str) -> None:
@@ -241,6 +250,8 @@ def check(
     from nncli.train.check import check_config
 
     report = check_config(config, set_ or [])
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
     render_check(report)
     return 0 if report.ok else 1
 
@@ -282,7 +293,7 @@ def config_(
 
 @_command()
 def data(
-    config: Annotated[str, typer.Argument(help="The YAML config file whose data to load.")],
+    config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file whose data to load.")],
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="KEY=VALUE", help="Override a config value, as with train.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
@@ -316,6 +327,12 @@ def layers(
 class _Checkpoint(str, Enum):
     best = "best"
     last = "last"
+
+
+class _Split(str, Enum):
+    train = "train"
+    validation = "validation"
+    test = "test"
 
 
 _RUNS_DIR_HELP = "Folder holding the run folders (a run may also be named by its folder's path)."
@@ -367,6 +384,9 @@ def eval_(
     data: Annotated[Optional[str], typer.Option(
         metavar="PATH", help="A labelled data file (default: the run's validation part, rebuilt from its "
                              "config).")] = None,
+    split: Annotated[Optional[_Split], typer.Option(
+        help="Which part of the run's own data to score: the validation part (the default), the test part "
+             "(data.test_split or the data.test file) or the training part.")] = None,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")] = False,
     allow_changed_data: Annotated[bool, typer.Option(
@@ -374,10 +394,11 @@ def eval_(
                                      "trained (a warning instead of an error).")] = False,
     trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
-    """Loss and metrics of a run's checkpoint on its validation part or on another labelled file."""
+    """Loss and metrics of a run's checkpoint on a part of its data (--split) or on another labelled file."""
     from nncli.train.inspect import evaluate_run
 
     result = evaluate_run(runs_dir, run_id, checkpoint=checkpoint.value, data=data,
+                          split=None if split is None else split.value,
                           allow_changed_data=allow_changed_data, trust_plugins=trust_plugins)
     for warning in result["warnings"]:
         _say(f"warning: {warning}")
@@ -419,14 +440,14 @@ class _Format(str, Enum):
 
 @_command()
 def export(
-    run_id: Annotated[str, typer.Argument(help="The run (an id or 'latest').")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run: an id, 'latest', or a run folder's path.")],
     format_: Annotated[_Format, typer.Option(
         "--format", help="onnx: the model with its input normalization, for onnxruntime and other runtimes; "
                          "safetensors: the weights alone, named as a torch.nn.Sequential holds them.")],
     checkpoint: Annotated[_Checkpoint, typer.Option(help=_CHECKPOINT_HELP)] = _Checkpoint.best,
     out: Annotated[Optional[str], typer.Option(
         metavar="FILE", help="The file to write (default: runs/<id>/export/<checkpoint>.onnx|.safetensors).")] = None,
-    runs_dir: Annotated[str, typer.Option(help=_RUNS_DIR_HELP)] = "runs",
+    runs_dir: Annotated[str, typer.Option(metavar="DIR", help=_RUNS_DIR_HELP)] = "runs",
     trust_plugins: Annotated[bool, typer.Option("--trust-plugins", help=_TRUST_HELP)] = False,
 ) -> int:
     """Export a run's model: ONNX (raw inputs in, as with predict) or PyTorch-named safetensors weights.

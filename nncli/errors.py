@@ -31,6 +31,10 @@ class LabelError(DataError):
     """A label that is not one of the model's classes."""
 
 
+class TargetError(DataError):
+    """A target column that is not in the file (an unknown name, a position past its columns)."""
+
+
 class ExpressionError(NncliError):
     """An expression for ``nncli grad`` that is not allowed or does not parse."""
 

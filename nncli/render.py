@@ -458,16 +458,23 @@ def render_schema(rows: list[dict]) -> None:
     from rich import box
     from rich.console import Console
     from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("key", no_wrap=True)
-    table.add_column("type", min_width=7)  # long unions wrap, so that keys and defaults are never cut
-    table.add_column("default", no_wrap=True)
-    table.add_column("description")
-    for row in rows:
-        table.add_row(escape(row["key"]), escape(row["type"]), escape(row["default"]), escape(row["description"]))
-    console.print(table)
+    fixed = max(len(row["key"]) for row in rows) + max(len(row["type"]) for row in rows) + 16
+    if console.width < fixed + 40:  # a table would leave the descriptions no room: a key, then its meaning
+        for row in rows:
+            default = "required" if row["default"] == "required" else f"default {row['default']}"
+            console.print(f"[bold]{escape(row['key'])}[/]  {escape(row['type'])}; {escape(default)}", soft_wrap=True)
+            console.print(Padding(escape(row["description"]), (0, 0, 0, 4)))
+    else:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("key", "type", "default"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("description")
+        for row in rows:
+            table.add_row(escape(row["key"]), escape(row["type"]), escape(row["default"]), escape(row["description"]))
+        console.print(table)
     console.print("Components (model.layers[i], model, loss, optimizer, optimizer.learning_rate) take the "
                   "parameters of their class: nncli layers NAME --kind layers|models|losses|optimizers|schedules")

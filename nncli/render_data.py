@@ -36,11 +36,16 @@ def render_data(report: dict) -> None:
         table.add_row(name, f"{p['samples']:,}", str(tuple(p["x_shape"])), p["x_dtype"], str(tuple(p["y_shape"])),
                       p["y_dtype"], *last)
     console.print(table)
+    for name, source in (report.get("sources") or {}).items():
+        if source.startswith(f"{name} file "):
+            console.print(f"{name}: {escape(source)}")
     if classes:
         ct = Table("class", *parts, box=box.SIMPLE_HEAD, pad_edge=False, title=f"{classes} classes",
                    title_justify="left")
+        names = report.get("class_names") or []
         for c in range(min(classes, SHOWN_CLASSES)):
-            ct.add_row(str(c), *(f"{p['classes'][c]:,}" for p in parts.values()))
+            label = f"{c} {escape(names[c])}" if c < len(names) else str(c)
+            ct.add_row(label, *(f"{p['classes'][c]:,}" for p in parts.values()))
         if classes > SHOWN_CLASSES:
             ct.add_row(f"... {classes - SHOWN_CLASSES} more", *("" for _ in parts))
         console.print(ct)
@@ -62,6 +67,8 @@ def render_data(report: dict) -> None:
     approx = "" if report["peak_memory_exact"] else " (at most; the peak could not be reset)"
     console.print(f"loaded in {report['load_seconds']:.2f} s; peak memory {_mb(report['peak_memory_bytes'])} above "
                   f"the interpreter's{approx};\narrays held for training {_mb(report['held_bytes'])}")
+    for warning in report.get("warnings") or []:
+        console.print(f"warning: {escape(warning)}")
 
 
 def render_export(result) -> None:

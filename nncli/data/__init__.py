@@ -11,7 +11,8 @@ from nncli.data.csvfile import CsvTable, read_table
 from nncli.data.datasets import NDArrayDataset
 from nncli.data.loaders import LoadedData, load_csv, load_file, load_idx, load_inputs, load_npy_pair, load_npz, read_idx
 from nncli.data.mapped import MappedArray, MappedSamples
-from nncli.data.prepare import Normalizer, PreparedData, prepare_data
+from nncli.data.normalize import Normalizer
+from nncli.data.prepare import PreparedData, prepare_data
 from nncli.data.summary import summarize
 
 __all__ = [

@@ -40,36 +40,40 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def data_fingerprint(source: str, *, base_dir: str | Path = ".", labels: str | None = None, seed: int = 0,
-                     samples: int | None = None, noise: float | None = None) -> dict:
+                     samples: int | None = None, noise: float | None = None, validation: str | None = None,
+                     test: str | None = None) -> dict:
     """What the data of a ``data:`` section is: its files' digests, or a built-in set's array digest.
+
+    The validation and test files (``data.validation``, ``data.test``) are among the files, each
+    under its role, whatever the source is.
 
     Example:
         >>> data_fingerprint("iris")["kind"], data_fingerprint("iris")["name"]
         ('builtin', 'iris')
     """
-    if source in BUILTIN_SETS:
-        x, y = load_builtin(source, seed=seed, samples=samples, noise=noise)
-        return {"kind": "builtin", "name": source, "sha256": array_digest(x, y)}
     files = []
-    for role, name in (("source", source), ("labels", labels)):
+    for role, name in (("source", None if source in BUILTIN_SETS else source), ("labels", labels),
+                       ("validation", validation), ("test", test)):
         if name is None:
             continue
         path = (Path(base_dir) / Path(name).expanduser()).resolve()
         size, digest = file_digest(path)
         files.append({"role": role, "path": str(path), "bytes": size, "sha256": digest})
+    if source in BUILTIN_SETS:
+        x, y = load_builtin(source, seed=seed, samples=samples, noise=noise)
+        return {"kind": "builtin", "name": source, "sha256": array_digest(x, y), **({"files": files} if files else {})}
     return {"kind": "files", "files": files}
 
 
 def fingerprint_changes(recorded: dict, now: dict) -> list[str]:
     """One line per difference between a recorded fingerprint and the current one (empty: the same)."""
-    if recorded.get("kind") == "builtin" or now.get("kind") == "builtin":
-        if (recorded.get("name"), recorded.get("sha256")) == (now.get("name"), now.get("sha256")):
-            return []
-        return [f"the built-in set '{recorded.get('name')}' has changed: its samples' sha256 was "
-                f"{str(recorded.get('sha256'))[:12]}…, it is {str(now.get('sha256'))[:12]}… now"]
-    old = {f["role"]: f for f in recorded.get("files", [])}
-    new = {f["role"]: f for f in now.get("files", [])}
     lines = []
+    if recorded.get("kind") == "builtin" or now.get("kind") == "builtin":
+        if (recorded.get("name"), recorded.get("sha256")) != (now.get("name"), now.get("sha256")):
+            lines.append(f"the built-in set '{recorded.get('name')}' has changed: its samples' sha256 was "
+                         f"{str(recorded.get('sha256'))[:12]}…, it is {str(now.get('sha256'))[:12]}… now")
+    old = {f["role"]: f for f in recorded.get("files", [])}  # with a built-in set: validation and test files
+    new = {f["role"]: f for f in now.get("files", [])}
     for role in sorted(set(old) | set(new)):
         a, b = old.get(role), new.get(role)
         if a is None or b is None:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data.csvfile import read_table
+from nncli.data.csvfile import CellError, column_name, read_table
+from nncli.data.csvtext import column_is_text
 from nncli.data.mapped import MappedArray
-from nncli.errors import DataError, did_you_mean
+from nncli.errors import DataError, TargetError, did_you_mean
 
 # IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -34,19 +35,24 @@ class LoadedData:
 
     ``label_at`` is a template for the place of label ``index`` (``{index}`` 0-based, ``{row}``
     the CSV line number), e.g. ``"row {row}, column 5 ('label')"``; ``label_file`` is its file.
+    A CSV target column of text gives ``classes`` (the sorted class names) and ``y`` their ids.
     """
 
     x: np.ndarray  # (n, ...) float32
-    y: np.ndarray  # (n,) or (n, ...) float32
+    y: np.ndarray  # (n,) or (n, ...) float32; (n,) int64 class ids with ``classes``
     source_desc: str
     label_file: str
     label_at: str
     feature_names: list[str] | None = None
     target_name: str | None = None
+    classes: list[str] | None = None
+    first_row: int = 2  # the CSV line of sample 0 (1 without a header row)
+    named: bool = True  # whether the CSV's column names come from a header row
 
     def label_where(self, index: int) -> str:
-        """``"file: row 7, column 5 ('label')"`` for the label of sample ``index``."""
-        return f"{self.label_file}: " + self.label_at.format(index=index, row=index + 2)
+        """``"file: row 7, column 5 ('label')"`` for the label of sample ``index`` (no file: ``label_at`` alone)."""
+        at = self.label_at.format(index=index, row=index + self.first_row)
+        return f"{self.label_file}: {at}" if self.label_file else at
 
 
 def is_positive_int(value) -> bool:
@@ -62,46 +68,83 @@ def is_number(value) -> bool:
 # ----------------------------------------------------------------------------- CSV
 
 
-def _column_index(header: list[str], name, where: str) -> int:
+def _column_index(header: list[str], name, where: str, error=DataError) -> int:
     if name not in header:
-        raise DataError(f"no column named '{name}'.{did_you_mean(name, header, sentence=True)} "
-                        f"The header has: {', '.join(header)}", where)
+        raise error(f"no column named '{name}'.{did_you_mean(name, header, sentence=True)} "
+                    f"The header has: {', '.join(header)}", where)
     return header.index(name)
 
 
-def load_csv(path, target: str | None = None, engine: str = "auto"):
-    """Read a CSV file with a header row: every cell a number, one column the target.
+def target_index(names: list[str], target, where: str) -> int:
+    """The 0-based file column of ``target``: a name, a position (negative from the end), or None (the last)."""
+    if target is None:
+        return len(names) - 1
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        n = len(names)
+        if -n <= target < n:
+            return int(target) % n
+        named = f"; the column named '{target}' is target: '{target}' (quoted)" if str(target) in names else ""
+        raise TargetError(f"target {target} is not a column position: the file has {n} columns, positions 0 to "
+                          f"{n - 1} (or -1 for the last, -{n} for the first){named}", where)
+    return _column_index(names, str(target), where, TargetError)
+
+
+def load_csv(path, target: str | int | None = None, engine: str = "auto", header="auto", text=None):
+    """Read a CSV file: every cell a number, one column the target (numbers, or text: class names).
 
     Args:
         path: the file.
-        target: name of the target column; default the last column.
+        target: name or 0-based position (negative from the end) of the target column; default the last.
         engine: the reader, ``auto`` (pyarrow when installed), ``arrow`` or ``python``; see
             :mod:`nncli.data.csvfile`.
+        header: ``"auto"``, ``True`` or ``False``, as for :func:`~nncli.data.csvfile.read_table`.
+        text: whether the target holds class names: None (text in its first rows, or anywhere
+            a number was expected), True or False.
 
     Returns:
-        ``(x float32 (n, features), y float32 (n,), feature_names, target_name)``.
+        ``(x float32 (n, features), y (n,), feature_names, target_name)``; ``y`` is float32,
+        or int64 class ids for a text target (see :func:`load_file` for the class names).
 
     Example:
         >>> x, y, names, target = load_csv("iris.csv")      # doctest: +SKIP
         >>> x.shape, target
         ((150, 4), 'label')
     """
-    x, y, names, target_name, _ = _load_csv(path, target, engine)
-    return x, y, names, target_name
+    x, y, table = _load_csv(path, target, engine, header, text)
+    return x, y, table.header[:len(table.header) - (table.labels is None)], _target_name(table)
 
 
-def _load_csv(path, target, engine="auto"):
-    """:func:`load_csv` plus the 0-based index of the target column (in the file)."""
+def _target_name(table) -> str:
+    return table.label_name if table.labels is not None else table.header[-1]
+
+
+def _load_csv(path, target, engine="auto", header="auto", text=None):
+    """``(x, y, table)`` of :func:`load_csv`; ``table.label_column`` or ``found['t']`` is the target's column."""
     path = _existing_file(path)
-    where: dict[str, int] = {}
+    found: dict = {}
 
-    def target_last(header):  # the table's columns: the features in file order, then the target
-        t = where["t"] = len(header) - 1 if target is None else _column_index(header, target, str(path))
-        return [c for c in range(len(header)) if c != t] + [t]
+    def text_column(names):  # the target, when it is read as text
+        t = found["t"] = target_index(names, target, str(path))
+        found["text"] = column_is_text(path, t, found.setdefault("named", header is not False)) \
+            if found.get("force") is None else found["force"]
+        return t if found["text"] else None
 
-    table = read_table(path, engine=engine, order=target_last)
-    names = table.header
-    return table.values[:, :-1], table.values[:, -1], names[:-1], names[-1], where["t"]
+    def target_last(names):  # the table's columns: the features in file order, then a numeric target
+        t = found["t"]
+        return [c for c in range(len(names)) if c != t] + ([] if found["text"] else [t])
+
+    found["force"] = text
+    try:
+        table = read_table(path, engine=engine, order=target_last, header=header, text=text_column)
+    except CellError as err:  # text further down the target column than the first rows: class names
+        if text is not None or found.get("text") or err.column != found.get("t") or not err.text:
+            raise
+        found["force"] = True
+        table = read_table(path, engine=engine, order=target_last, header=header, text=text_column)
+    table.label_column = found["t"]
+    if table.labels is not None:
+        return table.values, table.labels, table
+    return table.values[:, :-1], table.values[:, -1], table
 
 
 # ----------------------------------------------------------------------------- numpy files
@@ -355,13 +398,14 @@ def _kind_or_raise(path) -> str:
 
 
 def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = "y",
-              memory_map=False) -> LoadedData:
+              memory_map=False, header="auto", text=None) -> LoadedData:
     """Read features and labels from a data file, choosing the reader by the file name.
 
     Args:
         path: a ``.csv`` (with header), ``.npz``, ``.npy`` (features) or IDX file.
         labels: the labels file for a ``.npy`` or IDX features file.
-        target: the CSV target column (default the last column).
+        target: the CSV target column, by name or 0-based position (default the last column).
+        header, text: for a CSV, see :func:`load_csv`; a text target gives ``classes``.
         x_key, y_key: the array names inside an ``.npz`` archive.
         memory_map: for a ``.npy`` features file, see :func:`load_npy_pair` (``True`` is an
             error for other kinds of file; ``"auto"`` leaves them alone).
@@ -374,15 +418,20 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
     kind = _kind_or_raise(path)
     if target is not None and kind != "csv":
         raise DataError(f"`target` names a CSV column, but this is a .{kind} file", str(path))
+    if header != "auto" and kind != "csv":
+        raise DataError(f"`header` is about the first row of a CSV file, but this is a .{kind} file", str(path))
     if labels is not None and kind in ("csv", "npz"):
         raise DataError(f"a .{kind} file holds its own labels; `labels` is for .npy and IDX files", str(path))
     if memory_map is True and kind != "npy":
         raise DataError(f"`memory_map: true` maps .npy features files, but this is a{'n' if kind in 'idx' else ''} "
                         f".{kind} file (use `auto` or `false`, or save the features with np.save)", str(path))
     if kind == "csv":
-        x, y, names, target_name, t = _load_csv(path, target)
-        return LoadedData(x, y, str(path), str(path), f"row {{row}}, column {t + 1} ('{target_name}')",
-                          names, target_name)
+        x, y, table = _load_csv(path, target, header=header, text=text)
+        t, target_name = table.label_column, _target_name(table)
+        names = table.header[:len(table.header) - (table.labels is None)]
+        at = column_name(t, target_name, table.named).replace("{", "{{").replace("}", "}}")
+        return LoadedData(x, y, str(path), str(path), "row {row}, " + at, names, target_name, table.classes,
+                          table.data_start, table.named)
     if kind == "npz":
         return load_npz(path, x_key, y_key)
     if kind == "npy":
@@ -392,14 +441,16 @@ def load_file(path, *, labels=None, target=None, x_key: str = "x", y_key: str = 
     return load_idx(path, labels)
 
 
-def load_inputs(path, *, feature_names=None, x_key: str = "x") -> np.ndarray:
+def load_inputs(path, *, feature_names=None, x_key: str = "x", header="auto") -> np.ndarray:
     """Read inputs to predict on (no labels needed), as float32 ``(n, ...)``.
 
     Args:
         path: a ``.csv`` with header, ``.npz``, ``.npy`` or IDX images file.
         feature_names: for a CSV, the columns to take, in this order (others, such as the
-            target, are left out); default every column.
+            target, are left out); default every column. Without a header row, the
+            positions ``"0"``, ``"1"``, ... name the columns.
         x_key: the array name inside an ``.npz`` archive.
+        header: for a CSV, as for :func:`~nncli.data.csvfile.read_table`.
 
     Example:
         >>> load_inputs("new.csv", feature_names=["a", "b"]).shape    # doctest: +SKIP
@@ -409,12 +460,10 @@ def load_inputs(path, *, feature_names=None, x_key: str = "x") -> np.ndarray:
     path = _existing_file(path)
     where = str(path)
     if kind == "csv":
-        csv_table = read_table(path, min_columns=1)
-        header, table = csv_table.header, csv_table.values
-        if feature_names is None:
-            return table
-        columns = [_column_index(header, name, where) for name in feature_names]
-        return table if columns == list(range(len(header))) else table[:, columns]
+        def wanted(names):  # only the columns asked for: the target may be text
+            return [_column_index(names, name, where) for name in feature_names]
+
+        return read_table(path, min_columns=1, header=header, order=None if feature_names is None else wanted).values
     if kind == "idx":
         return _as_float32(read_idx(path), where, "images")
     array = _npz_arrays(path, (x_key,))[0] if kind == "npz" else _npy_array(path)

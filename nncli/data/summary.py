@@ -78,7 +78,8 @@ def summarize(data: PreparedData) -> dict:
         "memory_mapped": None if data.mapped is None else {
             "file": str(data.mapped.path), "bytes": data.mapped.file_bytes, "dtype": str(data.mapped.dtype),
             "release_budget": data.mapped.budget},
-        "input_shape": list(data.input_shape), "num_classes": data.num_classes, "normalize": data.normalizer.kind,
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes, "class_names": data.classes,
+        "normalize": data.normalizer.kind, "sources": dict(data.sources), "warnings": list(data.warnings),
         "parts": described,
         "features": {"count": data.num_features, "min": float(raw["min"].min()), "max": float(raw["max"].max()),
                      "normalized_min": float(normalized["min"].min()),

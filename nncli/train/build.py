@@ -7,14 +7,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from nncli import nn
 from nncli.data import BUILTIN_SETS, PreparedData, prepare_data
-from nncli.errors import ConfigError, DataError, LabelError, NncliError
+from nncli.data.prepare import ClassNamesError
+from nncli.errors import ConfigError, DataError, LabelError, NncliError, TargetError
 from nncli.nn import registry
-from nncli.train.diagnose import check_loss_outputs, label_problem, named_param
+from nncli.train.diagnose import check_loss_outputs, class_names_problem, label_problem, named_param
 
 
 @dataclass
@@ -122,34 +124,50 @@ def build(cfg, with_data: bool = True) -> Parts:
     return parts
 
 
-def build_data(cfg, parts: Parts, keep_raw: bool = False) -> PreparedData:
+def build_data(cfg, parts: Parts, keep_raw: bool = False, classes: list[str] | None = None) -> PreparedData:
     """The config's data, prepared for the built model and loss (checked against both).
 
-    ``keep_raw`` keeps the samples as loaded too (see :func:`~nncli.data.prepare_data`).
+    ``keep_raw`` keeps the samples as loaded too (see :func:`~nncli.data.prepare_data`);
+    ``classes`` are the class names to map a text target onto (a run's), default the data's own.
     """
     d = cfg.data
     model, loss = parts.model, parts.loss
     units = output_units(model)
-    source = d.source if d.source in BUILTIN_SETS else str(cfg.resolve_path(d.source))
-    labels = str(cfg.resolve_path(d.labels)) if d.labels else None
+    # paths made relative to the working folder (or absolute): what messages show; base_dir is then "."
+    source = d.source if d.source in BUILTIN_SETS else shown_path(cfg.resolve_path(d.source))
+    files = {key: shown_path(cfg.resolve_path(getattr(d, key))) if getattr(d, key) else None
+             for key in ("labels", "validation", "test")}
 
-    def load(num_classes, validation_split=d.validation_split, test_split=d.test_split, normalize=d.normalize):
-        return prepare_data(source=source, base_dir=str(cfg.base_dir), labels=labels, target=d.target,
-                            x_key=d.x_key, y_key=d.y_key, samples=d.samples, noise=d.noise,
-                            validation_split=validation_split, test_split=test_split,
-                            normalize=normalize, seed=cfg.seed, num_classes=num_classes,
-                            memory_map=d.memory_map, keep_raw=keep_raw)
+    def load(num_classes, validation_split=d.validation_split, test_split=d.test_split, normalize=d.normalize,
+             parts_files=True):
+        return prepare_data(source=source, base_dir=".", labels=files["labels"], target=d.target,
+                            header=d.header, validation=files["validation"] if parts_files else None,
+                            test=files["test"] if parts_files else None, x_key=d.x_key, y_key=d.y_key,
+                            samples=d.samples, noise=d.noise, validation_split=validation_split,
+                            test_split=test_split, normalize=normalize, seed=cfg.seed, num_classes=num_classes,
+                            classes=classes, memory_map=d.memory_map, keep_raw=keep_raw)
 
     try:
         data = load(num_classes_for(loss, units))
+    except ClassNamesError as err:
+        raise class_names_problem(cfg, err, getattr(loss, "label_kind", None)) from None
     except LabelError as err:  # say which part of the config is likely wrong: the loss, the target, the units
-        raise label_problem(cfg, err, num_classes_for(loss, units), lambda: load(None, 0.0, 0.0, "none")) from None
-    except DataError as err:
-        if d.target is not None and f"'{d.target}'" in str(err):  # the target column is not in the file
-            raise cfg.error("data.target", str(err)) from None
-        raise
+        if any(f and err.where and err.where.startswith(f) for f in (files["validation"], files["test"])):
+            raise  # a label of the validation or test file: the message names its file and row
+        raise label_problem(cfg, err, num_classes_for(loss, units),
+                            lambda: load(None, 0.0, 0.0, "none", parts_files=False)) from None
+    except TargetError as err:  # the target column is not in the file
+        raise cfg.error("data.target", str(err)) from None
     check_fit(cfg, model, loss, data, units)
     return data
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as messages show it: relative to the working folder when it is inside it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _made(cfg, key: str, make):

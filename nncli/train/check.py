@@ -41,6 +41,7 @@ class CheckReport:
     loss: float
     grad_norm: float
     layers: list[LayerCheck] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the data, as train gives them (a tiny training part)
 
     @property
     def ok(self) -> bool:
@@ -85,7 +86,7 @@ def check_config(config_path, overrides=()) -> CheckReport:
     report = CheckReport(str(config_path), model.summary_rows(), model.param_counts(),
                          {"source": data.source_desc, "train": len(data.x_train),
                           "validation": 0 if data.x_val is None else len(data.x_val)},
-                         float(loss), grad_norm)
+                         float(loss), grad_norm, warnings=list(data.warnings))
     rng = np.random.default_rng(cfg.seed)
     if isinstance(model, nn.Sequential):
         shape = tuple(cfg.model["input_shape"])

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from nncli.errors import ConfigError
+from nncli.nn import registry
 
-__all__ = ["named_param", "check_loss_outputs", "label_problem"]
+__all__ = ["named_param", "check_loss_outputs", "label_problem", "class_names_problem"]
 
 MAX_SHOWN_CLASSES = 20  # a target with more distinct values than this (and than outputs) reads as regression
 
@@ -89,7 +90,29 @@ def label_problem(cfg, err, units: int, reload) -> ConfigError:
                                      f"from {y.min():.4g} to {y.max():.4g}): use loss: mse with one output unit"
                                      + (", or set data.target to the column of class ids"
                                         if cfg.data.target is None else ""))
-    return cfg.error(_last_layer(cfg), f"the model has {units} outputs, but {err}")
+    last = _last_layer(cfg)
+    ids = int(np.max(y)) + 1 if raw is not None and y.size and np.all(y >= 0) else None  # whole ids, by now
+    if getattr(registry.lookup("losses", name), "label_kind", None) == "binary":
+        return cfg.error("loss", f"{name} takes labels 0 and 1, but {err}" + (
+            f": for {ids} classes use loss: {{type: SparseCategoricalCrossentropy, from_logits: true}} with {ids} "
+            f"output units ({last})" if ids else ""))
+    return cfg.error(last, f"the model has {units} outputs, but {err}" + (f"; give {last} units: {ids}" if ids else ""))
+
+
+def class_names_problem(cfg, err, kind: str | None) -> ConfigError:
+    """The error for a target of class names that the loss (a regression, a binary loss) or the model (too few
+    outputs) cannot take; ``kind`` is the loss's ``label_kind``."""
+    k, last, name = len(err.classes), _last_layer(cfg), cfg.loss["type"]
+    if kind == "binary":
+        return cfg.error("loss", f"{name} takes two classes, but {err.where}: {err.message}: for {k} classes use "
+                                 f"loss: {{type: SparseCategoricalCrossentropy, from_logits: true}} with {k} output "
+                                 f"units ({last})")
+    if err.num_classes is None:
+        return cfg.error("loss", f"{cfg.loss['type']} needs numbers as targets, but {err.where}: {err.message}: for "
+                                 f"{k} classes use loss: {{type: SparseCategoricalCrossentropy, from_logits: true}} "
+                                 f"with {k} output units ({last})")
+    return cfg.error(last, f"the model has {err.num_classes} outputs, but {err.where}: {err.message}; give {last} "
+                           f"units: {k}")
 
 
 def _label_column(raw, units: int) -> str | None:

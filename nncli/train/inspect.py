@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nncli.data.csvtext import HeaderError
 from nncli.errors import DataError, RunError
 from nncli.train.checkpoint import check_finite
 from nncli.train.files import atomic_write
@@ -146,8 +147,11 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
 
 
 # -- evaluating ---------------------------------------------------------------------
+SPLITS = ("train", "validation", "test")
+
+
 def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", data: str | Path | None = None,
-                 allow_changed_data: bool = False, trust_plugins: bool = False) -> dict:
+                 split: str | None = None, allow_changed_data: bool = False, trust_plugins: bool = False) -> dict:
     """Loss and metrics of a run's checkpoint, in inference mode, like the validation during training.
 
     Args:
@@ -155,23 +159,32 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
         run_id: a run id or ``latest``.
         checkpoint: ``best`` or ``last``.
         data: a data file (or built-in set name) prepared as the run's data was: same target
-            column, the run's saved normalization, labels checked against the model's classes.
-            Default: the run's validation part, rebuilt from its config (same seed, same split).
-        allow_changed_data: score the validation part even when the run's data has changed since
-            it was trained (its fingerprint in run.json differs); the change is then a warning.
+            column and header, the run's saved normalization, labels checked against the model's
+            classes (class names mapped onto the run's).
+        split: which part of the run's own data to score, rebuilt from its config (same seed,
+            same split, same files): ``validation`` (the default without ``data``), ``test``
+            (``data.test_split`` or the ``data.test`` file) or ``train``.
+        allow_changed_data: score the part even when the run's data has changed since it was
+            trained (its fingerprint in run.json differs); the change is then a warning.
         trust_plugins: see :func:`restore_model`.
 
     Returns:
-        ``{"run_id", "checkpoint", "epoch", "data", "samples", "metrics": {"loss": ..., <metric>: ...},
+        ``{"run_id", "checkpoint", "epoch", "data", "split", "samples", "metrics": {"loss": ..., <metric>: ...},
         "warnings": [...]}``. It runs with the BLAS thread count the run was trained with.
 
     Example:
-        >>> evaluate_run("runs", "latest")["metrics"]               # doctest: +SKIP
+        >>> evaluate_run("runs", "latest", split="test")["metrics"]        # doctest: +SKIP
         {'loss': 0.0972, 'accuracy': 0.9694}
     """
     from nncli.train.build import output_units, prepare_targets
     from nncli.train.evaluate import evaluate
 
+    if data is not None and split is not None:
+        raise RunError(f"give --data (another file) or --split (a part of the run's own data), not both; "
+                       f"found --data {data} and --split {split}")
+    split = "validation" if data is None and split is None else split
+    if split is not None and split not in SPLITS:
+        raise RunError(f"unknown split '{split}': expected one of {', '.join(SPLITS)}")
     path = resolve_run(runs_dir, run_id)
     cfg, parts, epoch, info = restore_model(path, checkpoint, with_data=data is None, trust_plugins=trust_plugins)
     warnings = []
@@ -179,36 +192,43 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
         changes = check_data_unchanged(info, cfg, "evaluating")
         if changes and not allow_changed_data:
             raise DataError(f"the data of run '{path.name}' has changed since it was trained: {'; '.join(changes)}. "
-                            "Its validation part would not be the one it was trained against: evaluate on a file "
+                            f"Its {split} part would not be the one it was trained with: evaluate on a file "
                             "with --data PATH, or pass --allow-changed-data to score the changed data anyway")
         warnings += [f"{c} (scored anyway: --allow-changed-data)" for c in changes]
-        x, y, desc = _validation_part(path.name, parts.data, info, changed=bool(changes))
+        x, y, desc = _run_part(path.name, split, parts.data, info, changed=bool(changes))
     else:
         x, y, desc = _labelled_file(data, cfg, parts, info, path.name)
     y = prepare_targets(parts.loss, y, output_units(parts.model))
     with blas_threads((info.get("blas") or {}).get("threads")):
         values = evaluate(parts.model, parts.loss, parts.metrics, x, y)  # as the trainer's validation
-    return _json_ready({"run_id": path.name, "checkpoint": checkpoint, "epoch": epoch, "data": desc,
+    return _json_ready({"run_id": path.name, "checkpoint": checkpoint, "epoch": epoch, "data": desc, "split": split,
                         "samples": int(len(x)), "metrics": values, "warnings": warnings})
 
 
-def _validation_part(run_id: str, data, info: dict, changed: bool = False):
-    if data.x_val is None or not len(data.x_val):
-        raise RunError(f"run '{run_id}' has no validation part (data.validation_split is 0): "
-                       "evaluate it on a file with --data PATH")
+def _run_part(run_id: str, split: str, data, info: dict, changed: bool = False):
+    """``(x, y, description)`` of one part of the run's data, refused when it is not the part trained with."""
+    x, y = data.part(split)
+    if x is None or not len(x):
+        how = {"validation": "data.validation_split is 0 and there is no data.validation file",
+               "test": "data.test_split is 0 and there is no data.test file"}.get(split, "")
+        raise RunError(f"run '{run_id}' has no {split} part ({how}): evaluate it on a file with --data PATH"
+                       + ("" if split == "validation" else ", or another part with --split"))
+    desc = data.sources.get(split, f"{split} part of {data.source_desc}")
     if changed:  # allowed by the caller: the checks below would only refuse it again
-        return data.x_val, data.y_val, f"validation part of {data.source_desc} (changed since training)"
+        return x, y, f"{desc} (changed since training)"
     saved = info.get("data") or {}
-    expected = saved.get("validation_samples")
+    expected = saved.get({"train": "train_samples", "validation": "validation_samples",
+                          "test": "test_samples"}[split])
     norm = saved.get("normalizer") or {}
-    changed = expected is not None and expected != len(data.x_val)
+    changed = expected is not None and expected != len(x)
     if not changed and "shift" in norm and data.normalizer.shift is not None:
         changed = not (np.allclose(norm["shift"], data.normalizer.shift, rtol=1e-5, atol=1e-6)
                        and np.allclose(norm["scale"], data.normalizer.scale, rtol=1e-5, atol=1e-6))
+    changed = changed or ("classes" in saved and saved["classes"] != data.classes)
     if changed:
         raise DataError(f"the data of run '{run_id}' ({data.source_desc}) has changed since it was trained, "
-                        "so its validation part cannot be rebuilt; evaluate on a file with --data PATH")
-    return data.x_val, data.y_val, f"validation part of {data.source_desc}"
+                        f"so its {split} part cannot be rebuilt; evaluate on a file with --data PATH")
+    return x, y, data.sources.get(split, f"{split} part of {data.source_desc}")
 
 
 def _labelled_file(source, cfg, parts, info: dict, run_id: str):
@@ -217,16 +237,17 @@ def _labelled_file(source, cfg, parts, info: dict, run_id: str):
     from nncli.train.build import num_classes_for, output_units
 
     d, saved, want = cfg.data, info.get("data") or {}, _input_shape(cfg, info)
-    header = _csv_header(source)
+    header = _csv_header(source) if d.header is not False else None
     if header and not saved.get("feature_names") and want and len(header) - 1 != math.prod(want):
         raise DataError(f"expected {math.prod(want)} feature columns and a target column (run '{run_id}' has "
                         f"input shape {list(want)}), found {len(header)} columns", str(source))
-    loaded = prepare_data(source=str(source), target=d.target, x_key=d.x_key, y_key=d.y_key,
-                          validation_split=0.0, normalize="none", seed=cfg.seed,
-                          num_classes=num_classes_for(parts.loss, output_units(parts.model)))
+    loaded = prepare_data(source=str(source), target=d.target, header=d.header if _is_csv(source) else "auto",
+                          x_key=d.x_key, y_key=d.y_key, validation_split=0.0, normalize="none", seed=cfg.seed,
+                          num_classes=num_classes_for(parts.loss, output_units(parts.model)),
+                          classes=saved.get("classes"))
     x = loaded.x_train
     names, have = saved.get("feature_names"), loaded.feature_names
-    if names and have and names != have:
+    if names and have and names != have and d.header is not False:
         missing, extra = [n for n in names if n not in have], [n for n in have if n not in names]
         if missing or extra:
             raise DataError(f"its feature columns differ from run '{run_id}': missing {missing or 'none'}, "
@@ -235,6 +256,10 @@ def _labelled_file(source, cfg, parts, info: dict, run_id: str):
     x = _fit_shape(x, want, str(source), run_id)
     norm = Normalizer.from_dict(saved.get("normalizer") or {"kind": "none"})
     return norm.transform(x), loaded.y_train, loaded.source_desc
+
+
+def _is_csv(path) -> bool:
+    return Path(path).suffix.lower() == ".csv"
 
 
 def _input_shape(cfg, info: dict) -> tuple[int, ...]:
@@ -259,11 +284,18 @@ class Predictions:
     """Model outputs as a table: ``columns`` name the columns of ``values`` (n, len(columns)).
 
     Classification: ``class`` then ``prob_0..prob_{k-1}``; regression: ``value`` (or ``value_0..``).
+    A run trained on class names has them in ``classes``: the CSV's class column then holds the
+    names, and its probability columns are ``prob_<name>``.
     """
 
     columns: list[str]
-    values: np.ndarray  # (n, columns) float32; the class column holds whole numbers
+    values: np.ndarray  # (n, columns) float32; the class column holds whole numbers (class ids)
     kind: str  # "classification" or "regression"
+    classes: list[str] | None = None
+
+    def class_names(self) -> list[str]:
+        """The predicted class of each sample, by name (needs ``classes``)."""
+        return [self.classes[i] for i in self.values[:, 0].astype(np.int64)]
 
     def to_csv(self, target=None) -> str | None:
         """Write the CSV (header, then one row per sample) to a path or text stream, or return it."""
@@ -271,12 +303,31 @@ class Predictions:
         if isinstance(target, (str, Path)):
             stream = open(target, "w", newline="")
         try:
-            fmt = ["%d" if c == "class" else "%.6f" if c.startswith("prob_") else "%.7g" for c in self.columns]
-            np.savetxt(stream, self.values, fmt=fmt, delimiter=",", header=",".join(self.columns), comments="")
+            if self.classes is not None:
+                self._named_csv(stream)
+            else:
+                fmt = ["%d" if c == "class" else "%.6f" if c.startswith("prob_") else "%.7g" for c in self.columns]
+                np.savetxt(stream, self.values, fmt=fmt, delimiter=",", header=",".join(self.columns), comments="")
         finally:
             if isinstance(target, (str, Path)):
                 stream.close()
         return stream.getvalue() if target is None else None
+
+    def _named_csv(self, stream) -> None:
+        """The class column as names (quoted where CSV needs it), the probabilities as numbers."""
+        quoted = np.asarray([_csv_cell(c) for c in self.classes], dtype=object)
+        stream.write(",".join(_csv_cell(c) for c in self.columns) + "\n")
+        numbers = io.StringIO()
+        np.savetxt(numbers, self.values[:, 1:], fmt="%.6f", delimiter=",")
+        names = quoted[self.values[:, 0].astype(np.int64)]
+        stream.writelines(f"{name},{line}\n" for name, line in zip(names, numbers.getvalue().splitlines()))
+
+
+def _csv_cell(text: str) -> str:
+    """``text`` as one CSV cell: quoted when it holds a comma, a quote, a line end or edge spaces."""
+    if any(ch in text for ch in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: str | Path | None = None,
@@ -299,7 +350,16 @@ def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: 
     cfg, parts, _, info = restore_model(path, checkpoint, trust_plugins=trust_plugins)
     saved = info.get("data") or {}
     want = _input_shape(cfg, info)
-    x = load_inputs(input_path, feature_names=_feature_columns(input_path, saved, cfg, want), x_key=cfg.data.x_key)
+    header = cfg.data.header if _is_csv(input_path) else "auto"
+    try:
+        x = load_inputs(input_path, feature_names=_feature_columns(input_path, saved, cfg, want),
+                        x_key=cfg.data.x_key, header=header)
+    except HeaderError:
+        names = saved.get("feature_names") or []
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise DataError(f"line 1 looks like data, not a header row; run '{path.name}' was trained on a CSV with a "
+                        f"header and reads its features by name ({shown}): add that header row", str(input_path)) \
+            from None
     if x.ndim == 1:
         x = x[:, None]
     x = _fit_shape(x, want, str(input_path), path.name)
@@ -308,7 +368,7 @@ def predict_run(runs_dir: str | Path, run_id: str, input_path: str | Path, out: 
         outputs = [np.asarray(parts.model(x[i:i + PREDICT_BATCH], training=False))
                    for i in range(0, len(x), PREDICT_BATCH)]
     y = np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
-    preds = _as_table(y.reshape(len(y), -1), parts.loss)
+    preds = _as_table(y.reshape(len(y), -1), parts.loss, saved.get("classes"))
     if out is not None:
         _write_predictions(preds, Path(out))
     return preds
@@ -328,14 +388,33 @@ def _write_predictions(preds: Predictions, out: Path) -> None:
 
 
 def _feature_columns(input_path, saved: dict, cfg, want: tuple[int, ...]) -> list[str] | None:
-    """The CSV columns to read: the run's feature names, or (when it has none) all but the target."""
-    if saved.get("feature_names") and Path(input_path).suffix.lower() == ".csv":
+    """The CSV columns to read: the run's feature names, or (when it has none) all but the target.
+
+    Without a header row (``data.header: false``) columns go by position: all of them when the
+    file has as many as the run's features, else all but the target's position.
+    """
+    if cfg.data.header is False and _is_csv(input_path):
+        count = _csv_width(input_path)
+        features = len(saved.get("feature_names") or ()) or math.prod(want)
+        if count is None or count == features:
+            return None
+        target = cfg.data.target if isinstance(cfg.data.target, int) else (
+            int(cfg.data.target) if str(cfg.data.target).lstrip("-").isdigit() else -1)
+        skip = target % count
+        return [str(c) for c in range(count) if c != skip]
+    if saved.get("feature_names") and _is_csv(input_path):
         return list(saved["feature_names"])
     header = _csv_header(input_path)
     if header and want and len(header) == math.prod(want) + 1:  # a labelled file: leave the target out
         target = cfg.data.target if cfg.data.target in header else header[-1]
         return [h for h in header if h != target]
     return None
+
+
+def _csv_width(path) -> int | None:
+    """The number of cells in the first row of a CSV file, or None when unreadable (its loader says why)."""
+    row = _csv_header(path)
+    return len(row) if row is not None else None
 
 
 def _csv_header(path) -> list[str] | None:
@@ -349,19 +428,28 @@ def _csv_header(path) -> list[str] | None:
         return None
 
 
-def _as_table(y: np.ndarray, loss) -> Predictions:
-    """Classes and probabilities (or values) from raw outputs ``y`` (n, units)."""
+def _as_table(y: np.ndarray, loss, classes: list[str] | None = None) -> Predictions:
+    """Classes and probabilities (or values) from raw outputs ``y`` (n, units); ``classes``: their names."""
     kind, logits = getattr(loss, "label_kind", None), getattr(loss, "from_logits", False)
     y = y.astype(np.float32, copy=False)
+
+    def named(count):  # the names of the probability columns, and the classes to show (when they fit)
+        fits = classes is not None and len(classes) <= count
+        names = [f"prob_{c}" for c in classes] + [f"prob_{i}" for i in range(len(classes), count)] if fits else \
+            [f"prob_{i}" for i in range(count)]
+        return names, list(classes) + [str(i) for i in range(len(classes), count)] if fits else None
+
     if kind in ("sparse", "categorical"):
         probs = _softmax(y) if logits else y
         table = np.column_stack([np.argmax(probs, axis=1).astype(np.float32), probs])
-        return Predictions(["class"] + [f"prob_{i}" for i in range(y.shape[1])], table, "classification")
+        names, shown = named(y.shape[1])
+        return Predictions(["class"] + names, table, "classification", shown)
     if kind == "binary":
         p = 0.5 * (1.0 + np.tanh(0.5 * y)) if logits else y  # sigmoid, stable for any logit
         if p.shape[1] == 1:
             table = np.column_stack([(p[:, 0] > 0.5).astype(np.float32), 1.0 - p, p])
-            return Predictions(["class", "prob_0", "prob_1"], table, "classification")
+            names, shown = named(2)
+            return Predictions(["class"] + names, table, "classification", shown)
         return Predictions([f"prob_{i}" for i in range(p.shape[1])], p, "classification")  # multi-label
     names = ["value"] if y.shape[1] == 1 else [f"value_{i}" for i in range(y.shape[1])]
     return Predictions(names, y, "regression")

@@ -29,18 +29,29 @@ FORMATS = ("png", "svg", "pdf")
 DPI = 120
 PANEL_WIDTH, PANEL_HEIGHT = 10.0, 4.0  # inches per row of panels (two panels share a row)
 DIVERGED = 20.0  # a curve rising above this many times the typical starting value is clipped
-CELL_WIDTH = 22  # characters per line of a cell of the config-difference table
+TABLE_FONT = 8  # points; a character is about 0.6 of that wide
+KEY_COLUMNS = 4  # more differing keys than this (and than runs): one row per key, one column per run
 
 
-def _panels(runs: list[RunCurves], metric: str | None) -> list[str]:
+def _panels(runs: list[RunCurves], metric: str | None) -> list[tuple[str, str | None]]:
+    """``(name, loss kind)`` per panel: one loss panel per kind of loss, as their scales differ."""
     names = metric_names(runs)
-    if metric is None:
-        return names
-    base = metric[4:] if metric.startswith("val_") else metric
-    if base not in names:
-        raise NncliError(f"no metric '{metric}' in {'this run' if len(runs) == 1 else 'these runs'}: "
-                         f"expected one of {', '.join(names)}")
-    return [base]
+    if metric is not None:
+        base = metric[4:] if metric.startswith("val_") else metric
+        if base not in names:
+            raise NncliError(f"no metric '{metric}' in {'this run' if len(runs) == 1 else 'these runs'}: "
+                             f"expected one of {', '.join(names)}")
+        names = [base]
+    kinds = list(dict.fromkeys(_loss_kind(run) for run in runs))
+    panels = []
+    for name in names:
+        panels += [(name, kind) for kind in kinds] if name == "loss" and len(kinds) > 1 else [(name, None)]
+    return panels
+
+
+def _loss_kind(run: RunCurves) -> str | None:
+    loss = run.config.get("loss")
+    return loss.get("type") if isinstance(loss, dict) else loss
 
 
 def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = False, smooth: int = 1):
@@ -50,7 +61,9 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
     the best epoch; the panel of the monitored value also gets a marker on the best point.
     Several runs (drawn in natural order of their ids): per panel and run a train line, a
     validation line and a best-epoch marker, one colour per run; a table under the panels gives
-    each run's colour and the value of every config key that differs between the runs. In either
+    each run's colour and the value of every config key that differs between the runs (a row per
+    key when there are many), and runs trained on different losses get one loss panel per kind,
+    as their scales differ. In either
     case a failed run ends with an x, a curve of one epoch is a marker, ``log_y`` applies to loss
     panels, and a curve that diverges is clipped with a note instead of flattening the others.
     """
@@ -66,17 +79,18 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
     nrows = math.ceil(len(panels) / ncols)
     many = len(runs) > 1
     keys, values = diff_table([r.config for r in runs]) if many else ([], [])
-    table_rows = _table_text(runs, keys, values) if many else []
-    table_height = 0.22 * sum(max(cell.count("\n") + 1 for cell in row) for row in table_rows) + 0.3 if many else 0
+    colors = [f"C{i % 10}" for i in range(len(runs))]
+    table = _table_text(runs, keys, values, colors) if many else None
+    table_height = 0.22 * sum(max(cell.count("\n") + 1 for cell in row) for row in table[0]) + 0.3 if many else 0
     fig = Figure(figsize=(PANEL_WIDTH, PANEL_HEIGHT * nrows + table_height), dpi=DPI, layout="constrained")
     grid = fig.add_gridspec(nrows + many, ncols, height_ratios=[PANEL_HEIGHT] * nrows + ([table_height] if many else []))
     axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(panels))]
-    colors = [f"C{i % 10}" for i in range(len(runs))]
-    for ax, name in zip(axes, panels):
-        drawn = [_draw_run(ax, run, name, color, smooth, many) for run, color in zip(runs, colors)]
+    for ax, (name, kind) in zip(axes, panels):
+        members = [(run, color) for run, color in zip(runs, colors) if kind is None or _loss_kind(run) == kind]
+        drawn = [_draw_run(ax, run, name, color, smooth, many) for run, color in members]
         if name != "lr":
             _clip_diverged(ax, [c for curves in drawn for c in curves], log_y and name == "loss", _minimised(name))
-        ax.set_title(_panel_title(runs, name, smooth))
+        ax.set_title(_panel_title([run for run, _ in members], name, smooth))
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate" if name == "lr" else name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -95,7 +109,7 @@ def make_figure(runs: list[RunCurves], metric: str | None = None, log_y: bool = 
         if any(r.info.get("status") == "failed" for r in runs):
             styles.append(Line2D([], [], color="0.3", ls="", marker="x", label="failed"))
         axes[0].legend(handles=styles, loc="best", fontsize="small")
-        _draw_table(fig.add_subplot(grid[nrows, :]), table_rows, colors, keys, table_height)
+        _draw_table(fig.add_subplot(grid[nrows, :]), *table, table_height)
         sources = {str((r.info.get("data") or {}).get("source")) for r in runs}
         where = f" on {sources.pop()}" if len(sources) == 1 and "None" not in sources else ""
         what = "what differs in their configs" if keys else "their ids (their configs are the same)"
@@ -115,32 +129,45 @@ def _minimised(name: str) -> bool:
     return metric is not None and not getattr(metric, "maximize", True)
 
 
-def _wrap(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, CELL_WIDTH, break_on_hyphens=False, break_long_words=False)) or text
+def _wrap(text: str, width: float) -> str:
+    """``text`` in lines that fit a column ``width`` (a share of the figure's width) wide."""
+    chars = max(6, int(width * PANEL_WIDTH * 72 / (0.6 * TABLE_FONT)) - 2)
+    return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=False)) or text
 
 
-def _table_text(runs: list[RunCurves], keys: list[str], values: list[list[str]]) -> list[list[str]]:
-    header = ["", "run", *[_wrap(k) for k in keys]]
-    rows = [["━━", _wrap(r.run_id + (" (failed)" if r.info.get("status") == "failed" else "")), *map(_wrap, v)]
-            for r, v in zip(runs, values)]
-    return [header, *rows]
+def _table_text(runs: list[RunCurves], keys: list[str], values: list[list[str]], colors: list[str]):
+    """``(rows, column widths, {(row, column): colour})`` of the config-difference table.
+
+    One row per run and one column per key while the keys fit across (the usual comparison of a
+    few settings); with more keys than that and than runs, one row per key and one column per
+    run instead, so that no cell is narrower than its text.
+    """
+    labels = [r.run_id + (" (failed)" if r.info.get("status") == "failed" else "") for r in runs]
+    if len(keys) <= max(KEY_COLUMNS, len(runs)):
+        widths = [0.03, *([0.97 / (len(keys) + 1)] * (len(keys) + 1))]
+        rows = [["", "run", *keys], *(["━━", label, *v] for label, v in zip(labels, values))]
+        marked = {(row, col): colors[row - 1] for row in range(1, len(runs) + 1) for col in (0, 1)}
+    else:
+        widths = [0.34, *([0.66 / len(runs)] * len(runs))]
+        rows = [["key", *labels], *([key, *(v[i] for v in values)] for i, key in enumerate(keys))]
+        marked = {(0, col): colors[col - 1] for col in range(1, len(runs) + 1)}
+    rows = [[_wrap(cell, widths[col]) for col, cell in enumerate(row)] for row in rows]
+    return rows, widths, marked
 
 
-def _draw_table(ax, rows: list[list[str]], colors: list[str], keys: list[str], height: float) -> None:
+def _draw_table(ax, rows: list[list[str]], widths: list[float], marked: dict, height: float) -> None:
     ax.axis("off")
     table = ax.table(cellText=rows[1:], colLabels=rows[0], loc="upper center", cellLoc="left",
                      colLoc="left", edges="horizontal")
     table.auto_set_font_size(False)
-    table.set_fontsize(8)
-    widths = [0.03, *([0.97 / (len(keys) + 1)] * (len(keys) + 1))]
+    table.set_fontsize(TABLE_FONT)
     for (row, col), cell in table.get_celld().items():
         cell.set_width(widths[col])
         lines = max(c.count("\n") + 1 for c in rows[row])
         cell.set_height(0.22 * lines / height)
-        if row > 0 and col in (0, 1):
-            cell.get_text().set_color(colors[row - 1])
-            cell.get_text().set_fontweight("bold")
-        if row == 0:
+        if (row, col) in marked:
+            cell.get_text().set_color(marked[row, col])
+        if (row, col) in marked or row == 0:
             cell.get_text().set_fontweight("bold")
     ax.set_gid("table")
 

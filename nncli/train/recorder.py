@@ -40,8 +40,10 @@ def _data_info(parts) -> dict:
     data = parts.data
     return {"source": data.source_desc, "input_shape": list(data.x_train.shape[1:]),
             "feature_names": list(data.feature_names) if data.feature_names is not None else None,
+            "target": data.target_name, "classes": data.classes,
             "num_classes": data.num_classes, "normalizer": data.normalizer.to_dict() if data.normalizer else None,
-            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val)}
+            "train_samples": len(data.x_train), "validation_samples": 0 if data.x_val is None else len(data.x_val),
+            "test_samples": 0 if data.x_test is None else len(data.x_test), "sources": dict(data.sources)}
 
 
 class RunRecorder(Callback):

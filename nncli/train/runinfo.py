@@ -126,7 +126,7 @@ def config_fingerprint(cfg) -> dict:
     """The fingerprint of the data a config's ``data:`` section names (see :mod:`nncli.data.fingerprint`)."""
     d = cfg.data
     return data_fingerprint(d.source, base_dir=cfg.base_dir, labels=d.labels, seed=cfg.seed, samples=d.samples,
-                            noise=d.noise)
+                            noise=d.noise, validation=d.validation, test=d.test)
 
 
 def check_data_unchanged(info: dict, cfg, what: str) -> list[str]:

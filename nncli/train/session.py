@@ -148,6 +148,8 @@ def train(config_path: str | Path | None = None, *, overrides=(), run_id: str | 
                 stack.enter_context(lock)
             else:
                 warnings = prepare_resume(run, trainer, info, cfg, columns, changes)
+        warnings = data_warnings(parts.data, run.run_id) + warnings
+        info["warnings"] = warnings  # written to run.json as training begins
         recorder = RunRecorder(run, info, columns, signals, changes)
         if resume is not None and (run.checkpoints / "last.safetensors").exists():
             recorder.saved_epoch = trainer.state.epoch
@@ -221,6 +223,15 @@ def _fit(run: RunFolder, trainer: Trainer, recorder: RunRecorder, cfg: Config, i
         raise RunError(f"{message}; continue with --resume {run.run_id} once it can be written") from None
     problem = _plot(run)
     return RunResult(run, status, trainer, cfg, warnings + trainer.warnings + ([problem] if problem else []))
+
+
+def data_warnings(data, run_id: str) -> list[str]:
+    """What to tell about the data before trusting the run: a tiny training part, a test part nothing used yet."""
+    warnings = list(data.warnings)
+    if data.x_test is not None:
+        warnings.append(f"the {data.sources.get('test', 'test part')} ({len(data.x_test)} samples) is not used in "
+                        f"training: score it with: nncli eval {run_id} --split test")
+    return warnings
 
 
 def _plot(run: RunFolder) -> str | None:

@@ -49,13 +49,27 @@ def test_completion_options_exist():
     assert process.returncode == 0 and "complete" in process.stdout, process.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "check", "config", "grad", "plot", "runs", "eval", "predict", "layers"])
+@pytest.mark.parametrize("command", ["train", "check", "config", "data", "grad", "plot", "runs", "eval", "predict",
+                                     "export", "layers"])
 def test_help_shows_metavars_not_python_types(command):
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert not re.search(r"<(str|bool|int|list\[str\]|float)>", result.stdout), result.stdout
+    assert not re.search(r"\{[a-z_]+\}", result.stdout.splitlines()[1]), result.stdout  # {CONFIG}, not {config}
+    if "--runs-dir" in result.stdout:  # a value, not what looks like a flag
+        assert re.search(r"--runs-dir\s+DIR", result.stdout), result.stdout
     if command == "train":
         assert re.search(r"--runs-dir\s+DIR", result.stdout) and re.search(r"--quiet\s+-q\s+Print", result.stdout)
+
+
+def test_command_help_wraps_to_the_terminal_not_to_the_docstring():
+    narrow = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).stdout
+    lines = [line.strip() for line in narrow.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Exit code 0"))
+    paragraph = lines[start:lines.index("", start)]
+    assert all(len(line) > 60 for line in paragraph[:-1]), paragraph  # full lines, no break left mid-line
+    assert " ".join(paragraph).startswith("Exit code 0 when training ends (completed or stopped early), 1 when the "
+                                          "loss became NaN or infinite, 2 on bad input")
 
 
 def test_layers_docs_are_plain_text_and_whole_sentences():

@@ -109,7 +109,8 @@ def test_errors_in_a_base_file_name_that_file_and_line(composed):
     assert f"shared/common.yaml:{line}:15: data.batch_size: expected an integer, found 'sixteen'" in result.stderr
     assert not (composed / "runs").exists()
     (composed / "shared/common.yaml").write_text(COMMON.replace("  batch_size: 16\n", "  batch_size: [16\n"))
-    assert "shared/common.yaml:" in cli("check", "experiment.yaml").stderr  # a syntax error too
+    broken = cli("check", "experiment.yaml").stderr
+    assert "shared/common.yaml:" in broken and "required key" not in broken  # a syntax error too
 
 
 @pytest.mark.parametrize("base, fragment", [
@@ -122,14 +123,18 @@ def test_bad_base_entries(composed, base, fragment):
     (composed / "experiment.yaml").write_text(EXPERIMENT.replace("base: shared/common.yaml", f"base: {base}"))
     result = cli("config", "experiment.yaml")
     assert result.exit_code == 2 and fragment in result.stderr, result.stderr
+    # the sections the base would have given are not reported missing on top of it
+    assert "required key" not in result.stderr, result.stderr
 
 
-def test_a_base_cycle_through_two_files(composed):
-    (composed / "shared/common.yaml").write_text("base: ../experiment.yaml\n" + COMMON)
-    result = cli("check", "experiment.yaml")
-    assert result.exit_code == 2
-    assert "shared/common.yaml:1:7: base: expected a base file that does not include itself" in result.stderr
-    assert "experiment.yaml -> common.yaml -> experiment.yaml" in result.stderr
+def test_a_base_that_cannot_be_read_is_the_one_problem_reported(composed):
+    (composed / "experiment.yaml").write_text(EXPERIMENT.replace("base: shared/common.yaml", "base: shared/comon.yaml"))
+    result = cli("train", "experiment.yaml")
+    assert result.exit_code == 2 and not (composed / "runs").exists()
+    assert result.stderr.strip() == ("error: experiment.yaml:1:7: base: expected a YAML config file, found no such "
+                                     "file (shared/comon.yaml)")  # not the sections and keys it would have given
+    (composed / "alone.yaml").write_text("train: {epochs: 2}\n")  # no base at all: the sections are required
+    assert "data: expected a value for this required key" in cli("check", "alone.yaml").stderr
 
 
 @pytest.mark.parametrize("value, fragment", [
@@ -171,6 +176,17 @@ def test_schema_lists_the_keys_with_defaults_and_a_json_schema(tmp_path):
     assert schema["properties"]["data"]["properties"]["batch_size"]["default"] == 32
     missing = cli("config")
     assert missing.exit_code == 2 and "expected a config file" in missing.stderr
+
+
+def test_schema_on_a_narrow_terminal_keeps_every_description_whole():
+    narrow = runner.invoke(app, ["config", "--schema"], env={"COLUMNS": "80"}).stdout
+    assert "…" not in narrow  # a table of 80 columns cut every description to an ellipsis
+    text = " ".join(narrow.split())
+    assert "data.batch_size integer; default 32 samples per training step" in text
+    assert "data.source string; required a built-in set" in text
+    wide = runner.invoke(app, ["config", "--schema"], env={"COLUMNS": "200"}).stdout
+    assert "…" not in wide and any(line.split()[:3] == ["key", "type", "default"] for line in wide.splitlines()
+                                   if line.strip())
 
 
 def test_a_path_given_with_set_starts_from_the_current_folder(composed):

@@ -56,15 +56,19 @@ def test_accuracy_of_a_regression_is_refused_naming_the_metrics_that_fit(folder)
     assert not (folder / "runs").exists()
     message = error(cli("check", "cfg.yaml", "--set", "loss={type: SparseCategoricalCrossentropy}",
                         "--set", "train.metrics=[r2, auc]"))
+    # the metrics named as fitting are those that fit this loss: auc reads one binary output, not sparse labels
+    assert "train.metrics[0]: expected a classification metric (accuracy, f1, precision, recall)" in message
+    assert ("train.metrics[1]: expected a metric for sparse labels (accuracy, f1, precision, recall) with the loss "
+            "SparseCategoricalCrossentropy, found 'auc', which needs binary labels") in message
+    message = error(cli("check", "cfg.yaml", "--set", "loss=binary_crossentropy", "--set", "train.metrics=[r2]"))
     assert "train.metrics[0]: expected a classification metric (auc, accuracy, f1, precision, recall)" in message
-    assert "train.metrics[1]: expected a metric for sparse labels" in message and "needs binary labels" in message
 
 
 def test_early_stopping_on_val_loss_without_validation_is_refused(folder):
     message = error(cli("train", "cfg.yaml", "--set", "data.validation_split=0", "--set", "train.early_stopping=true",
                         "--runs-dir", "runs"))
     assert "train.early_stopping.monitor: expected a value logged without validation (loss), found 'val_loss'" in message
-    assert "set data.validation_split above 0, or monitor: loss" in message
+    assert "set data.validation_split above 0 (or data.validation to a file), or monitor: loss" in message
     ok = cli("train", "cfg.yaml", "--set", "data.validation_split=0", "--set", "train.early_stopping={monitor: loss}",
              "--runs-dir", "runs", "--run-id", "noval", "--quiet")
     assert ok.exit_code == 0, ok.output
@@ -84,6 +88,19 @@ def test_sparse_crossentropy_on_a_regression_target_suggests_mse(folder):
                         "--set", "model.layers[1].units=3"))
     assert "loss: SparseCategoricalCrossentropy needs class ids 0..2 as targets" in message
     assert "looks like a regression target (60 distinct values" in message and "use loss: mse" in message
+
+
+def test_class_ids_beyond_the_outputs_name_the_fix_at_the_loss_or_the_last_layer(folder):
+    three = ["--set", "data.source=first.csv", "--set", "data.target=label"]
+    message = error(cli("check", "cfg.yaml", *three, "--set", "loss={type: BinaryCrossentropy, from_logits: true}"))
+    assert message.startswith("error: --set loss={type: BinaryCrossentropy, from_logits: true}: loss: "
+                              "BinaryCrossentropy takes labels 0 and 1, but ")  # not "the model has 2 outputs"
+    assert ("label 2 is not a class" in message and "for 3 classes use loss: {type: SparseCategoricalCrossentropy, "
+            "from_logits: true} with 3 output units (model.layers[1])") in message
+    message = error(cli("check", "cfg.yaml", *three, "--set", "loss={type: SparseCategoricalCrossentropy, "
+                        "from_logits: true}", "--set", "model.layers[1].units=2"))
+    assert "model.layers[1]: the model has 2 outputs" in message and message.rstrip().endswith(
+        "give model.layers[1] units: 3")
 
 
 def test_a_label_column_first_blames_the_target_and_names_the_label_column(folder):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import nncli.data.builtin as builtin
+from nncli.data import csvfile
 from nncli.data import load_csv, load_file, load_inputs
 from nncli.errors import DataError
 
@@ -90,10 +91,40 @@ def test_csv_unknown_target_lists_columns_and_closest(tmp_path):
     raises(["d.csv", "'labels'", "Did you mean 'label'?", "a, b, label"], load_csv, path, target="labels")
 
 
-def test_digits_csv_loads_whole():
-    # Its speed is for the benchmarks: a timed assertion fails on a busy machine (issue 11).
-    x, y, _, _ = load_csv(builtin._FILES / "digits.csv")
-    assert x.shape == (1797, 64) and x.dtype == np.float32 and len(y) == 1797
+def _spy(monkeypatch, module, name):
+    """Record the calls of ``module.name`` (still calling it)."""
+    calls, real = [], getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+@pytest.mark.skipif(not csvfile.arrow_available(), reason="pyarrow is not installed")
+def test_digits_csv_loads_on_the_fast_path_with_pyarrow(monkeypatch):
+    # How fast is for benchmarks/csv_load.py; what a test can see is which path read the file:
+    # the arrow reader, whole, with no hand-over to the python reader and no cell-by-cell search.
+    fallback = _spy(monkeypatch, csvfile, "_python_fill")
+    x, y, names, target = load_csv(builtin._FILES / "digits.csv")
+    assert x.shape == (1797, 64) and x.dtype == np.float32 and y.shape == (1797,)
+    assert fallback == [], "the python reader had to take over from arrow"
+    monkeypatch.undo()
+    reference = load_csv(builtin._FILES / "digits.csv", engine="python")
+    np.testing.assert_array_equal(x, reference[0])
+    np.testing.assert_array_equal(y, reference[1])
+
+
+def test_digits_csv_loads_on_the_fast_path_without_pyarrow(monkeypatch):
+    # The python reader converts whole chunks of rows with numpy; per-cell work happens only to
+    # name a bad cell, which a clean file never needs.
+    chunks = _spy(monkeypatch, csvfile, "_convert")
+    searches = _spy(monkeypatch, csvfile, "_raise_bad_cell")
+    x, _, _, _ = load_csv(builtin._FILES / "digits.csv", engine="python")
+    assert x.shape == (1797, 64)
+    assert len(chunks) == -(-1797 // (csvfile.PYTHON_CHUNK_CELLS // 65)) and searches == []
 
 
 # ---------------------------------------------------------------------------- npz / npy
@@ -217,3 +248,57 @@ def test_load_inputs_selects_columns_by_name(tmp_path):
     raises(["new.csv", "'c'"], load_inputs, path, feature_names=["a", "c"])
     np.save(tmp_path / "x.npy", np.ones((2, 3)))
     assert load_inputs(Path(tmp_path / "x.npy")).shape == (2, 3)
+
+
+# ---------------------------------------------------------------------------- headerless files, positions, class names
+
+NO_HEADER = "1,2,0\n3.5,-4,1\n5,60,2\n"
+
+
+@pytest.mark.parametrize("target, x, y, names", [(None, [[1, 2], [3.5, -4], [5, 60]], [0, 1, 2], ["0", "1"]),
+                                                 (0, [[2, 0], [-4, 1], [60, 2]], [1, 3.5, 5], ["1", "2"]),
+                                                 (-2, [[1, 0], [3.5, 1], [5, 2]], [2, -4, 60], ["0", "2"]),
+                                                 ("1", [[1, 0], [3.5, 1], [5, 2]], [2, -4, 60], ["0", "2"])])
+def test_a_headerless_csv_keeps_every_row_and_takes_positions(tmp_path, target, x, y, names):
+    data = load_file(write(tmp_path, "d.csv", NO_HEADER), header=False, target=target)
+    assert data.x.tolist() == x and data.y.tolist() == y and data.feature_names == names
+    position = names and int(data.target_name)
+    assert data.label_where(0) == f"{tmp_path / 'd.csv'}: row 1, column {position + 1} (position {position})"
+
+
+def test_a_headerless_csv_read_as_if_it_had_a_header_is_refused(tmp_path):
+    raises(["d.csv", "line 1 looks like data", "(1, 2, 0)", "data.header: false"], load_file,
+           write(tmp_path, "d.csv", NO_HEADER))
+
+
+def test_a_target_position_past_the_columns(tmp_path):
+    raises(["target 3 is not a column position", "positions 0 to 2"], load_file,
+           write(tmp_path, "d.csv", NO_HEADER), header=False, target=3)
+    raises(["target 2019", "the column named '2019' is target: '2019'"], load_file,
+           write(tmp_path, "y.csv", "a,2019\n1,2\n"), target=2019)
+    assert load_file(write(tmp_path, "y.csv", "a,2019\n1,2\n"), target="2019").y.tolist() == [2]
+
+
+def test_a_text_target_is_class_names(tmp_path):
+    data = load_file(write(tmp_path, "d.csv", "a,b,species\n1,2,setosa\n3,4, virginica\n5,6,setosa\n7,8,versicolor\n"))
+    assert data.classes == ["setosa", "versicolor", "virginica"]
+    assert data.y.tolist() == [0, 2, 0, 1] and data.x.tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    assert data.label_where(1) == f"{tmp_path / 'd.csv'}: row 3, column 3 ('species')"
+
+
+def test_text_far_down_a_numeric_looking_target_is_class_names_too(tmp_path):
+    rows = [f"{i},{i % 2}" for i in range(500)]
+    rows[400] = "400,other"  # after the rows looked at first
+    data = load_file(write(tmp_path, "d.csv", "a,label\n" + "\n".join(rows) + "\n"))
+    assert data.classes == ["0", "1", "other"] and data.y[400] == 2 and data.y[:4].tolist() == [0, 1, 0, 1]
+
+
+def test_text_in_a_feature_column_is_still_a_bad_cell(tmp_path):
+    raises(["d.csv", "row 3, column 2 ('b'): expected a number, found 'red'"], load_file,
+           write(tmp_path, "d.csv", "a,b,kind\n1,2,cat\n3,red,dog\n"))
+
+
+def test_load_inputs_without_a_header_and_beside_a_text_target(tmp_path):
+    assert load_inputs(write(tmp_path, "n.csv", NO_HEADER), header=False).tolist()[0] == [1, 2, 0]
+    path = write(tmp_path, "t.csv", "a,b,species\n1,2,setosa\n3,4,virginica\n")
+    assert load_inputs(path, feature_names=["a", "b"]).tolist() == [[1, 2], [3, 4]]

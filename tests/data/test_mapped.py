@@ -43,7 +43,7 @@ def test_mapped_parts_equal_the_in_memory_ones_bit_for_bit(tmp_path, normalize, 
 
 
 def test_statistics_in_chunks_match_numpy(tmp_path, monkeypatch):
-    from nncli.data import prepare
+    from nncli.data import normalize as prepare
 
     monkeypatch.setattr(prepare, "STATS_CHUNK_VALUES", 50)  # many chunks of 4 rows
     x, _ = write_pair(tmp_path)

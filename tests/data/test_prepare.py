@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nncli.data import Normalizer, load_builtin, prepare_data
+from nncli.data.prepare import ClassNamesError
 from nncli.errors import DataError
 
 
@@ -124,3 +125,120 @@ def test_bad_sources_and_settings(tmp_path):
         prepare_data(source="toy", normalize="std")
     with pytest.raises(DataError, match="validation_split"):
         prepare_data(source="toy", validation_split=1.0)
+
+
+# ---------------------------------------------------------------------------- validation and test files
+
+
+def write_csv(path, x, labels, header="a,b,c,kind"):
+    rows = [",".join(f"{v:g}" for v in row) + f",{label}" for row, label in zip(x, labels)]
+    path.write_text((header + "\n" if header else "") + "\n".join(rows) + "\n")
+    return path.name
+
+
+def csv_files(tmp_path, names=("cat", "dog", "emu")):
+    rng = np.random.default_rng(3)
+    parts = {}
+    for part, n, loc in (("train", 60, 0.0), ("val", 20, 5.0), ("test", 15, -5.0)):
+        x = rng.normal(loc, 2.0, (n, 3)).astype(np.float32)
+        labels = np.array(names)[np.arange(n) % len(names)]
+        parts[part] = (write_csv(tmp_path / f"{part}.csv", x, labels), x, labels)
+    return parts
+
+
+def test_validation_and_test_files_are_scaled_with_the_training_statistics(tmp_path):
+    parts = csv_files(tmp_path)
+    data = prepare_data(source="train.csv", validation="val.csv", test="test.csv", base_dir=tmp_path,
+                        normalize="standard", num_classes=3)
+    train_x, val_x, test_x = (parts[p][1] for p in ("train", "val", "test"))
+    assert [len(data.x_train), len(data.x_val), len(data.x_test)] == [60, 20, 15]  # the files whole, no split
+    mean, std = train_x.mean(axis=0, dtype=np.float64), train_x.std(axis=0, dtype=np.float64)
+    np.testing.assert_allclose(data.normalizer.shift, mean, rtol=1e-4, atol=1e-5)  # x went through "%g" text
+    np.testing.assert_allclose(data.x_val, (val_x - mean) / std, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(data.x_test, (test_x - mean) / std, rtol=1e-4, atol=1e-5)
+    assert data.classes == ["cat", "dog", "emu"] and data.y_val.tolist() == (np.arange(20) % 3).tolist()
+    assert data.sources == {"train": str(tmp_path / "train.csv"), "validation": f"validation file {tmp_path / 'val.csv'}",
+                            "test": f"test file {tmp_path / 'test.csv'}"}
+
+
+def test_a_validation_file_with_its_columns_in_another_order(tmp_path):
+    csv_files(tmp_path)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    write_csv(tmp_path / "swapped.csv", x[:, [2, 0, 1]], ["dog", "cat"], header="c,a,b,kind")
+    data = prepare_data(source="train.csv", validation="swapped.csv", base_dir=tmp_path, num_classes=3)
+    np.testing.assert_array_equal(data.x_val, x)
+    assert data.y_val.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: write_csv(p, np.zeros((2, 3)), ["cat", "dog"], header="a,b,d,kind"),
+     "its columns differ from those of data.source ({train}): missing c; unexpected d"),
+    (lambda p: write_csv(p, np.zeros((2, 3)), ["cat", "yak"]),
+     "row 3, column 4 ('kind'): label 'yak' is not one of the 3 classes of the training file {train}: 'cat', 'dog', 'emu'"),
+    (lambda p: np.savez(p.with_suffix(".npz"), x=np.zeros((2, 2)), y=np.zeros(2)),
+     "its samples have shape (2,), but those of data.source ({train}) have (3,)"),
+])
+def test_a_validation_file_that_does_not_fit_is_named(tmp_path, make, fragment):
+    csv_files(tmp_path)
+    make(tmp_path / "bad.csv")
+    bad = "bad.csv" if (tmp_path / "bad.csv").exists() else "bad.npz"
+    with pytest.raises(DataError) as info:
+        prepare_data(source="train.csv", validation=bad, base_dir=tmp_path, num_classes=3)
+    assert str(info.value).startswith(str(tmp_path / bad))
+    assert fragment.format(train=tmp_path / "train.csv") in str(info.value)
+
+
+def test_a_npy_validation_file_is_refused_for_its_missing_labels(tmp_path):
+    csv_files(tmp_path)
+    np.save(tmp_path / "v.npy", np.zeros((2, 3)))
+    with pytest.raises(DataError, match=r"v.npy: data.validation is a .npy file, which holds no labels; .*np.savez"):
+        prepare_data(source="train.csv", validation="v.npy", base_dir=tmp_path, num_classes=3)
+
+
+def test_an_npz_validation_file_beside_a_builtin_source(tmp_path):
+    x, y = load_builtin("iris")
+    np.savez(tmp_path / "v.npz", x=x[:10], y=y[:10])
+    data = prepare_data(source="iris", validation="v.npz", base_dir=tmp_path, num_classes=3, normalize="minmax")
+    assert len(data.x_train) == 150 and len(data.x_val) == 10  # validation_split does not apply
+    np.testing.assert_allclose(data.x_val, (x[:10] - x.min(axis=0)) / (x.max(axis=0) - x.min(axis=0)), atol=1e-6)
+
+
+def test_class_names_need_a_classifier_with_enough_outputs(tmp_path):
+    csv_files(tmp_path)
+    with pytest.raises(ClassNamesError, match=r"holds class names \('cat', 'dog', 'emu'\), not numbers") as info:
+        prepare_data(source="train.csv", base_dir=tmp_path)
+    assert info.value.classes == ["cat", "dog", "emu"] and info.value.num_classes is None
+    with pytest.raises(ClassNamesError, match="holds 3 classes .* more than num_classes = 2"):
+        prepare_data(source="train.csv", base_dir=tmp_path, num_classes=2)
+
+
+def test_a_runs_classes_map_the_labels_of_new_data(tmp_path):
+    csv_files(tmp_path, names=("dog", "emu"))  # only two of the run's three classes
+    data = prepare_data(source="val.csv", base_dir=tmp_path, classes=["cat", "dog", "emu"], num_classes=3,
+                        validation_split=0.0)
+    assert data.classes == ["cat", "dog", "emu"] and set(data.y_train.tolist()) == {1, 2}
+    write_csv(tmp_path / "ids.csv", np.zeros((2, 3)), ["0", "1"])  # numbers that are names in this run
+    assert prepare_data(source="ids.csv", base_dir=tmp_path, classes=["0", "1", "10"], num_classes=3,
+                        validation_split=0.0).y_train.tolist() == [0, 1]
+
+
+# ---------------------------------------------------------------------------- warnings
+
+
+def test_a_tiny_training_part_is_a_warning():
+    assert prepare_data(source="iris", validation_split=0.2).warnings == []
+    data = prepare_data(source="iris", validation_split=0.99)
+    assert len(data.x_train) == 2
+    assert data.warnings[0] == ("validation_split 0.99 and test_split 0.0 hold out 148 of the 150 samples of "
+                                "built-in set 'iris', leaving 2 (1%) to train on: a model learns little from so "
+                                "few (0.1 to 0.3 is usual for each)")
+
+
+def test_a_class_missing_from_the_training_part_is_a_warning(tmp_path):
+    x, y = np.zeros((20, 2), np.float32), np.zeros(20)
+    y[19] = 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    data = prepare_data(source="d.npz", base_dir=tmp_path, num_classes=3, validation_split=0.25, seed=0)
+    in_train = 2 in data.y_train
+    assert data.warnings == ([] if in_train else ["class 2 is in the held-out samples but not in the training "
+                                                  "part: the model cannot learn it"])

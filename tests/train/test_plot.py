@@ -204,10 +204,39 @@ def test_runs_are_drawn_in_natural_order_of_their_ids():
     assert [line.get_color() for line in curves(fig.axes[0])] == ["C0", "C1", "C2"]
 
 
-def test_the_loss_title_names_each_runs_own_loss():
+def test_the_loss_title_names_each_runs_own_loss_and_each_kind_has_its_panel():
     huber = fake_run("b", [2.0, 1.0], config={"loss": {"type": "Huber"}})
-    assert make_figure([fake_run("a", [1.0, 0.5]), huber]).axes[0].get_title() == "loss (MeanSquaredError | Huber)"
     assert make_figure([huber]).axes[0].get_title() == "loss (Huber)"
+    assert make_figure([huber, fake_run("c", [3.0, 1.0], config={"loss": {"type": "Huber"}})]).axes[0].get_title() \
+        == "loss (Huber)"
+    # losses of different kinds have different scales: one panel each, not one axis and a false "clipped"
+    mse = fake_run("a", [3e4, 2e4])
+    fig = make_figure([mse, huber])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_gid() != "table"]
+    assert titles == ["loss (MeanSquaredError)", "loss (Huber)"]
+    assert [curves(ax)[0].get_ydata().tolist() for ax in fig.axes[:2]] == [[3e4, 2e4], [2.0, 1.0]]
+    assert [len(curves(ax)) for ax in fig.axes[:2]] == [1, 1]
+    assert not [t for ax in fig.axes for t in ax.texts if t.get_gid() == "clip-note"]
+    assert [ax.get_title() for ax in make_figure([mse, huber], metric="loss").axes[:2]] == titles
+
+
+def test_a_table_of_many_differing_keys_has_a_row_per_key_and_nothing_overflows_its_cell():
+    configs = [{f"train.key_{k}": f"value-{i}-{k}" for k in range(9)} | {"data.source": f"/some/long/folder/set{i}.csv"}
+               for i in range(3)]
+    runs = [fake_run(f"run-{i}", [1.0, 0.5], config={"loss": "mse", **c}) for i, c in enumerate(configs)]
+    fig = make_figure(runs)
+    rows = table_rows(fig)
+    assert rows[0] == ["key", "run-0", "run-1", "run-2"] and len(rows) == 11  # the header, then the 10 keys
+    assert rows[1] == ["train.key_0", "value-0-0", "value-1-0", "value-2-0"]
+    assert ["data.source", "/some/long/folder/set0.csv", "/some/long/folder/set1.csv",
+            "/some/long/folder/set2.csv"] in rows
+    table = next(ax for ax in fig.axes if ax.get_gid() == "table").tables[0]
+    assert [table[0, c].get_text().get_color() for c in (1, 2, 3)] == ["C0", "C1", "C2"]  # each run's colour
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for cell in table.get_celld().values():  # every text inside its cell
+        assert cell.get_text().get_window_extent(renderer).width <= cell.get_window_extent(renderer).width
 
 
 def test_log_y_applies_to_loss_axes_only():

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, ValidationError
 
 from nncli.nn import registry
-from nncli.train.config.marks import Key, Locator, Problem, describe, unknown_key
+from nncli.train.config.marks import REQUIRED, Key, Locator, Problem, describe, unknown_key
 from nncli.train.config.messages import validation_problems
 
 __all__ = ["Checker", "unknown_name"]
@@ -207,7 +207,7 @@ class Checker:
                 self.add(path + (key,), unknown_key(key, list(signature), canonical), key=True)
         for key, param in signature.items():
             if param.required and key not in params:
-                self.add(path + (key,), "expected a value for this required key, found none", at=path, key=True)
+                self.add(path + (key,), REQUIRED, at=path, key=True)
         return out
 
     def param(self, param: _Param, value: Any, path: Key) -> Any:

@@ -46,15 +46,17 @@ def _compose(doc: Document, chain: list[Path], count: list[int]) -> Document:
         problems.append(Problem(doc.locator.at((BASE,)), (BASE,),
                                 f"expected a config file name or a list of them, found {describe(entry)}"))
     merged: Document | None = None
+    failed = doc.base_failed
     for name, where in names:
         base = _read_base(doc, name, where, chain, count, problems)
+        failed = failed or base is None or base.base_failed
         if base is not None:
             merged = base if merged is None else merge(merged, base)
-    doc = Document(data, doc.locator, problems, doc.path, doc.base_dir)
+    doc = Document(data, doc.locator, problems, doc.path, doc.base_dir, failed)
     if merged is None:
         return doc
     out = merge(merged, doc)
-    out.problems = problems
+    out.problems, out.base_failed = problems, failed
     return out
 
 

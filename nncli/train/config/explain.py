@@ -33,6 +33,7 @@ from nncli.train.config.validate import validate
 __all__ = ["Entry", "Explained", "explain_config", "schema_rows", "json_schema"]
 
 DEFAULT, DRAWN = "default", "default: drawn at random when a run starts"
+_SPLIT_FILES = {("data", "validation_split"): "validation", ("data", "test_split"): "test"}  # a file replaces it
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,9 @@ def _origin(doc: Document, written: Any, path: Key) -> str:
     parent_found, parent = _get(written, path[:-1])
     short_name = path[-1:] == ("type",) and parent_found and isinstance(parent, str)  # `loss: mse`
     if not (found or short_name):
+        file_key = _SPLIT_FILES.get(path)
+        if file_key is not None and _get(written, ("data", file_key))[1] is not None:
+            return f"default: 0, as data.{file_key} is a file"
         return DEFAULT
     here = path
     while here not in locator.values and here:

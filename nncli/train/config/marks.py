@@ -80,6 +80,9 @@ class Mark:
         return (self.override is not None, self.line, self.col)
 
 
+REQUIRED = "expected a value for this required key, found none"  # the message of a required key left out
+
+
 @dataclass(frozen=True)
 class Problem:
     """One line of a config error: ``<mark>: <dotted.path>: <message>``."""
@@ -159,6 +162,7 @@ class Document:
         problems: what is wrong so far; raised together at the end (or earlier when reading cannot go on).
         path: the config file (None for a config given as data).
         base_dir: the folder that relative paths in ``data`` start from.
+        base_failed: a ``base:`` file could not be read, so the data lacks whatever it would have given.
     """
 
     data: Any
@@ -166,3 +170,4 @@ class Document:
     problems: list[Problem]
     path: Any  # pathlib.Path | None
     base_dir: Any  # pathlib.Path
+    base_failed: bool = False

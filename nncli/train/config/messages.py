@@ -14,7 +14,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 from nncli.errors import did_you_mean
-from nncli.train.config.marks import Key, Locator, Problem, describe, format_path, unknown_key
+from nncli.train.config.marks import REQUIRED, Key, Locator, Problem, describe, format_path, unknown_key
 
 __all__ = ["validation_problems"]
 
@@ -89,7 +89,7 @@ def validation_problems(err, value: Any, path: Key, locator: Locator, model=None
         here, kinds = path + rel, {e["type"] for e in errors}
         if "missing" in kinds:
             problems.append(Problem(locator.at(here[:-1], key=True), here,
-                                    "expected a value for this required key, found none"))
+                                    REQUIRED))
         elif "extra_forbidden" in kinds:
             names = _field_names(model, rel[:-1]) if model else []
             problems.append(Problem(locator.at(here, key=True), here,

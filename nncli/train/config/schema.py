@@ -20,7 +20,8 @@ __all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "ReduceLROnPlatea
 
 BUILTIN_DATASETS = BUILTIN_SETS  # the one list, kept by nncli.data.builtin
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
-PATH_KEYS = (("data", "source"), ("data", "labels"))  # values that are file paths (relative to their file)
+PATH_KEYS = (("data", "source"), ("data", "labels"), ("data", "validation"), ("data", "test"))  # file paths
+# (relative to the file that names them)
 
 MAX_EPOCHS = 1_000_000  # a run that could never finish is refused, not started
 MAX_SAMPLE_VALUES = 10**8  # values in one sample (the product of input_shape): 400 MB of float32
@@ -38,14 +39,25 @@ class DataConfig(_Section):
     source: str = Field(description="a built-in set (digits, iris, xor, moons, spirals, circles, toy) or a "
                                     ".csv/.npz/.npy/IDX file, relative to the config file that names it")
     labels: str | None = Field(None, description="a second file holding the labels of .npy or IDX inputs")
-    target: str | None = Field(None, description="the CSV column to predict; null: the last column")
+    target: str | int | None = Field(
+        None, description="the CSV column to predict: a name, or a 0-based position (-1: the last); null: the last "
+                          "column. Numbers are regressed on or are class ids; text is class names (sorted into ids)")
+    header: bool | Literal["auto"] = Field(
+        "auto", description="auto: the CSV's first row names the columns, refused when it looks like data; true: it "
+                            "does, whatever it holds; false: there is no header row (columns are named 0, 1, ...)")
+    validation: str | None = Field(
+        None, description="a file of validation samples with the columns of source, instead of validation_split")
+    test: str | None = Field(None, description="a file of test samples, instead of test_split (nncli eval RUN --split "
+                                               "test scores it)")
     x_key: str = Field("x", description="the .npz key of the inputs")
     y_key: str = Field("y", description="the .npz key of the labels")
     samples: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = Field(
         None, description="samples of a generated set (xor, moons, ...); null: the set's own size")
     noise: Annotated[float, Field(ge=0)] | None = Field(None, description="noise of a generated set; null: its default")
-    validation_split: _Share = Field(0.2, description="share of the samples held out for validation")
-    test_split: _Share = Field(0.0, description="share held out for a final test (with validation_split, below 1)")
+    validation_split: _Share = Field(0.2, description="share of the samples held out for validation (0 with a "
+                                                      "validation file)")
+    test_split: _Share = Field(0.0, description="share held out for a final test (with validation_split, below 1), "
+                                                "scored by nncli eval RUN --split test")
     normalize: Literal["none", "standard", "minmax"] = Field(
         "none", description="feature scaling, fitted on the training part only")
     batch_size: _Count = Field(32, description="samples per training step")
@@ -56,7 +68,11 @@ class DataConfig(_Section):
 
     def has_validation(self) -> bool:
         """Whether training gets a validation part (and so logs val_loss and val_<metric>)."""
-        return self.validation_split > 0
+        return self.validation_split > 0 or self.validation is not None
+
+    def has_test(self) -> bool:
+        """Whether a test part is held out (a split or a file)."""
+        return self.test_split > 0 or self.test is not None
 
 
 _Mode = Literal["auto", "min", "max"]

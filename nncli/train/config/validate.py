@@ -35,6 +35,8 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
         raise_problems(doc.problems)
         raise ConfigError(f"{locator.at(())}: expected a mapping with the sections data, model, loss, "
                           f"optimizer, found {describe(data)}")
+    if doc.base_failed:  # without its base the config lacks keys; each would be reported missing, wrongly
+        raise_problems(doc.problems)
     earlier = list(doc.problems)
     check = Checker(locator, doc.problems, plugin_hint)
     if "base" in data:  # compose removed the file's own: this one came with --set
@@ -43,6 +45,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
     top = check.section(TopLevel, {k: v for k, v in data.items() if k != "base"}, ())
     data_cfg = check.section(DataConfig, data["data"], ("data",)) if isinstance(data.get("data"), dict) else None
     if data_cfg is not None:
+        data_cfg = _check_parts(check, data_cfg, data["data"])
         _check_files(check, data_cfg, data["data"], doc)
     train = data.get("train")
     train_cfg = check.section(TrainConfig, train or {}, ("train",)) if isinstance(train, (dict, type(None))) else None
@@ -60,6 +63,23 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
     seed = top.seed if top.seed is not None else secrets.randbelow(2**31)
     return Config(seed, data_cfg, model, loss, optimizer, train_cfg, list(top.plugins), doc.path, doc.base_dir,
                   locator)
+
+
+def _check_parts(check: Checker, cfg: DataConfig, raw: dict) -> DataConfig:
+    """A validation (test) file replaces the split: its default becomes 0, a split written beside it is refused.
+
+    Keras's ``validation_data`` likewise overrides ``validation_split``; refusing both written keeps
+    a config from saying two things.
+    """
+    for file_key, split_key in (("validation", "validation_split"), ("test", "test_split")):
+        if getattr(cfg, file_key) is None:
+            continue
+        if check.written(("data", split_key)) and getattr(cfg, split_key) > 0:
+            check.add(("data", split_key), f"expected either data.{file_key} (a file) or data.{split_key}, found "
+                                           f"both: the {file_key} samples come from {getattr(cfg, file_key)!r}; "
+                                           f"remove {split_key} (or set it to 0)")
+        cfg = cfg.model_copy(update={split_key: 0.0})
+    return cfg
 
 
 def _check_files(check: Checker, cfg: DataConfig, raw: dict, doc: Document) -> None:
@@ -81,13 +101,15 @@ def _check_files(check: Checker, cfg: DataConfig, raw: dict, doc: Document) -> N
             check.add((section, key), f"expected {what}, found {name!r}" + (hint or f" (no such file: {looked})"))
 
 
-def _metric_names(task: str | None) -> list[str]:
-    """The short names of the registered metrics that fit ``task`` (classification or regression)."""
+def _metric_names(task: str | None, kind: str | None = None) -> list[str]:
+    """The short names of the registered metrics that fit ``task`` (classification or regression) and a loss's
+    ``kind`` of labels (``sparse``, ``binary``...; None: any)."""
     table = registry.REGISTRY["metrics"]
     out = []
     for canonical in registry.names("metrics"):
         obj = registry.lookup("metrics", canonical)
-        if getattr(obj, "task", None) in (None, task):
+        kinds = getattr(obj, "label_kinds", None)
+        if getattr(obj, "task", None) in (None, task) and (kind is None or not kinds or kind in kinds):
             names = [n for n, o in table.items() if o is obj]  # registration order: the class name, then aliases
             out.append(next((n for n in names if n.islower()), names[0]))
     return out
@@ -99,6 +121,7 @@ def _check_metrics(check: Checker, raw: dict, loss: dict | None) -> None:
     loss_cls = registry.lookup("losses", loss["type"]) if loss else None
     kind = getattr(loss_cls, "label_kind", "unknown")  # None: a regression loss; a loss outside Loss: unknown
     task = None if kind == "unknown" else ("regression" if kind is None else "classification")
+    fitting = ", ".join(_metric_names(task, kind if task == "classification" else None))
     for i, name in enumerate(metrics if isinstance(metrics, list) else []):
         if not isinstance(name, str):
             continue
@@ -109,11 +132,11 @@ def _check_metrics(check: Checker, raw: dict, loss: dict | None) -> None:
         wants, kinds = getattr(metric, "task", None), getattr(metric, "label_kinds", None)
         if task is not None and wants is not None and wants != task:
             check.add(("train", "metrics", i),
-                      f"expected a {task} metric ({', '.join(_metric_names(task))}) with the {task} loss "
+                      f"expected a {task} metric ({fitting}) with the {task} loss "
                       f"{loss['type']}, found {name!r}, a {wants} metric")
         elif task == "classification" and kinds and kind not in kinds:
             check.add(("train", "metrics", i),
-                      f"expected a metric for {kind} labels ({', '.join(_metric_names(task))}) with the loss "
+                      f"expected a metric for {kind} labels ({fitting}) with the loss "
                       f"{loss['type']}, found {name!r}, which needs {' or '.join(kinds)} labels "
                       f"(a loss such as BinaryCrossentropy)")
 
@@ -141,8 +164,8 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
             found = f"{name!r}" + ("" if written else " (the default)")
             check.add(where if written else where[:-1],
                       f"expected a value logged without validation ({', '.join(logged)}), found {found}: "
-                      f"data.validation_split is 0, so nothing is validated; set data.validation_split above 0, "
-                      f"or monitor: {name[4:]}")
+                      f"data.validation_split is 0 and there is no data.validation file, so nothing is validated; "
+                      f"set data.validation_split above 0 (or data.validation to a file), or monitor: {name[4:]}")
         elif name not in logged:
             check.add(where, f"expected one of {', '.join(logged)}, found {name!r}{did_you_mean(name, logged)}")
     return cfg
