@@ -163,7 +163,7 @@ def grad(
 
     Exit code 0 when every gradient matches, 1 when one does not, 2 on bad input.
     """
-    from nncli.autodiff.gradcheck import check_expression
+    from nncli.gradtool import check_expression
 
     names = None if wrt is None else [n.strip() for n in wrt.split(",") if n.strip()]
     check = check_expression(expr, at or [], wrt=names, dtype=dtype.value, seed=seed)
@@ -176,15 +176,26 @@ def grad(
 
 @_command()
 def train(
-    config: Annotated[str, typer.Argument(metavar="CONFIG", help="The YAML config file, e.g. configs/quickstart.yaml.")],
+    config: Annotated[Optional[str], typer.Argument(
+        metavar="[CONFIG]", help="The YAML config file, e.g. configs/quickstart.yaml (optional with --resume: "
+                                 "the run's own config.yaml).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
-        "--set", metavar="KEY=VALUE", help="Override a config value, e.g. model.layers[0].units=64.")] = None,
+        "--set", metavar="KEY=VALUE", help="Override a config value, e.g. model.layers[0].units=64 (on --resume "
+                                           "only what may change: train.epochs, early stopping, callbacks...).")] = None,
     run_id: Annotated[Optional[str], typer.Option(
         metavar="ID", help="Name of the run folder (default: <config>-<time>).")] = None,
     runs_dir: Annotated[str, typer.Option(metavar="DIR", help="Folder holding the run folders.")] = "runs",
     resume: Annotated[Optional[str], typer.Option(
         metavar="RUN", help="Continue this run (an id, 'latest' or a run folder's path) exactly where it "
                             "stopped.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        metavar="RUN[:best|last]", help="Start a new run from another run's weights (fine-tuning); best by "
+                                        "default.")] = None,
+    init_optimizer: Annotated[bool, typer.Option(
+        "--init-optimizer", help="With --init-from: take that run's optimizer state (slots, step count) too.")] = False,
+    trust_plugins: Annotated[bool, typer.Option(
+        "--trust-plugins", help="With --resume and no CONFIG: import the plugins the run's config.yaml lists "
+                                "(Python code that runs with your rights; only for run folders you trust).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder at the end.")] = False,
 ) -> int:
     """Train a model from a config; write runs/<run-id>/ (config, metrics, checkpoints, plot).
@@ -201,6 +212,7 @@ def train(
     progress = TrainProgress(quiet)
     try:
         result = train_run(config, overrides=set_ or [], run_id=run_id, runs_dir=runs_dir, resume=resume,
+                           init_from=init_from, init_optimizer=init_optimizer, trust_plugins=trust_plugins,
                            callbacks=[progress], argv=["nncli", *sys.argv[1:]])
     except TrainingFailed as err:
         progress.close()
@@ -208,7 +220,7 @@ def train(
         return 1
     except TrainingInterrupted as stop:
         progress.close()
-        _say(interrupt_message(stop, config))
+        _say(interrupt_message(stop))
         return exit_code(stop.signum)
     except KeyboardInterrupt:  # before the run folder existed: nothing to save
         progress.close()
@@ -379,7 +391,7 @@ def layers(
         metavar="NAME", help="One entry to describe (default: list them all).")] = None,
     kind: Annotated[str, typer.Option(
         metavar="KIND", help="Which registry: layers, losses, optimizers, schedules, activations, initializers, metrics, "
-             "models.")] = "layers",
+             "models, callbacks.")] = "layers",
 ) -> int:
     """List the registered layers (or other components) with their parameters and defaults."""
     from nncli.train.describe import describe_entries

@@ -41,3 +41,28 @@ class ExpressionError(NncliError):
 
 class RunError(NncliError):
     """An unknown run id, or a folder that is not a usable run."""
+
+
+def close_matches(name: str, options, n: int = 1) -> list[str]:
+    """The ``n`` options nearest to ``name`` (difflib's ratio of at least 0.5), best first.
+
+    The one rule behind every "did you mean" in nncli: config keys, component and data set names,
+    CSV columns, run ids.
+    """
+    import difflib
+
+    return difflib.get_close_matches(str(name), [str(o) for o in options], n=n, cutoff=0.5)
+
+
+def did_you_mean(name: str, options, *, sentence: bool = False) -> str:
+    """`` (did you mean 'x'?)`` after a phrase, or `` Did you mean 'x'?`` after a sentence; ``""``
+    when nothing is close.
+
+    Example:
+        >>> did_you_mean("digts", ["digits", "iris"])
+        " (did you mean 'digits'?)"
+    """
+    match = close_matches(name, options)
+    if not match:
+        return ""
+    return f" Did you mean '{match[0]}'?" if sentence else f" (did you mean '{match[0]}'?)"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from nncli.autodiff.gradcheck import ExpressionCheck
+    from nncli.gradtool import ExpressionCheck
 
 
 # -- rendering helpers -------------------------------------------------------------------------------
@@ -85,7 +85,8 @@ def _plain(a: np.ndarray) -> Any:
 class TrainProgress:
     """Shows training as it goes: a Rich progress bar on a terminal, one line per epoch otherwise.
 
-    A trainer callback (it has every hook of ``nncli.train.loop.Callback``).
+    A trainer callback (``nncli.train.callbacks.Callback``'s hooks); the run it shows is passed
+    to ``set_run`` before training starts.
     """
 
     def __init__(self, quiet: bool):
@@ -97,6 +98,7 @@ class TrainProgress:
         self.live = self.console.is_terminal and not quiet
         self.progress = None
         self.run_path = None
+        self.changes: list[str] = []
         self.task = None
 
     def _print(self, trainer, line: str) -> None:
@@ -125,15 +127,29 @@ class TrainProgress:
         self.close()
         trainer.request_stop(signal.SIGPIPE)
 
+    def set_run(self, run) -> None:
+        self.run_path, self.changes, self.init_from = run.path, list(run.changes), run.init_from
+
     def on_train_begin(self, trainer) -> None:
-        recorder = next((cb for cb in trainer.callbacks if hasattr(cb, "run")), None)
-        self.run_path = recorder.run.path if recorder is not None else None
         self.epochs = trainer.epochs
         if self.quiet:
             return
         start = trainer.state.epoch
+        changed = "changed for this resume: " + "; ".join(self.changes) if self.changes else None
+        if start >= trainer.epochs or trainer.stop_training:
+            for line in filter(None, [changed, _nothing_to_train(self.run_path, start, trainer.epochs)]):
+                self._print(trainer, line)
+            return
         what = "resuming" if start else "training"
         self._print(trainer, f"{what} {self.run_path} (epoch {start + 1} of {trainer.epochs})")
+        if changed:
+            self._print(trainer, changed)
+        if self.init_from:
+            source = self.init_from
+            epoch = f", epoch {source['epoch']}" if source.get("epoch") is not None else ""
+            extra = " and its optimizer state" if source.get("optimizer") else ""
+            self._print(trainer, f"starting from the weights of run '{source['run_id']}' ({source['checkpoint']} "
+                                 f"checkpoint{epoch}){extra}")
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -173,7 +189,15 @@ class TrainProgress:
                 pass
 
 
-def interrupt_message(stop, config: str) -> str:
+def _nothing_to_train(path, done: int, epochs: int) -> str:
+    if done >= epochs:
+        return (f"{path} has trained all its {epochs} epochs: nothing to train "
+                f"(--set train.epochs=N, N above {done}, trains on)")
+    return (f"{path} was stopped early after epoch {done} and its early stopping still stops it: nothing to "
+            "train (--set train.early_stopping.patience=N, or =null, trains on)")
+
+
+def interrupt_message(stop) -> str:
     """What ``nncli train`` says when a signal (or a closed stdout) stopped the run."""
     from nncli.train.signals import signal_name
 
@@ -181,7 +205,7 @@ def interrupt_message(stop, config: str) -> str:
     why = {"SIGINT": "SIGINT (Ctrl-C)", "SIGPIPE": "SIGPIPE (standard output was closed)"}.get(name, name)
     where = (f"saved at epoch {stop.epoch + 1}, batch {stop.batch}" if stop.batch
              else f"saved after epoch {stop.epoch}") if stop.saved else "kept at its last checkpoint"
-    return f"interrupted by {why}: the run was {where}; resume with: nncli train {config} --resume {stop.run.run_id}"
+    return f"interrupted by {why}: the run was {where}; resume with: {stop.command}"
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -238,6 +262,9 @@ def render_train(result, quiet: bool) -> None:
     layout = Table.grid(padding=(0, 3))  # the sparklines beside the table
     layout.add_row(table, curves)
     console.print(layout)
+    if result.trainer.restored_epoch is not None:
+        console.print(f"weights of epoch {result.trainer.restored_epoch} put back (restore_best_weights), "
+                      "in last.safetensors", soft_wrap=True)
     console.print(f"run folder: {run}")
     if (run / "loss.png").exists():
         console.print(f"loss curve: {run / 'loss.png'}")

@@ -10,22 +10,13 @@ The checked quantity is ``sum(f(*inputs) * upstream)`` with a random ``upstream`
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff.expr import Expression, domain_error, evaluate, parse
-from nncli.autodiff.values import parse_bindings
-from nncli.errors import ExpressionError
-
-# Tolerances of check_expression per dtype of the tape's computation (the numeric side is float64).
-TOLERANCES = {"float64": (1e-5, 1e-4), "float32": (1e-4, 1e-3)}  # (atol, rtol)
-MAX_CHECKS = 1_000  # check_expression differentiates at most this many elements per variable
-TIME_BUDGET = 10.0  # seconds check_expression may spend on central differences (two evaluations each)
 
 
 @dataclass(frozen=True)
@@ -115,47 +106,67 @@ def numeric_gradient(f: Callable[..., Any], inputs: Sequence[Any], upstream: Any
 
 
 def check_gradients(f: Callable[..., Any], inputs: Sequence[Any], *, wrt: Sequence[int] | None = None,
-                    names: Sequence[str] | None = None, dtype: Any = np.float64, upstream: Any = "random",
-                    seed: int = 0, atol: float = 1e-5, rtol: float = 1e-4, eps: float = 1e-6,
-                    max_checks: int | None = None) -> GradcheckResult:
+                    names: Sequence[str] | None = None, variables: Mapping[str, Any] | None = None,
+                    dtype: Any = np.float64, upstream: Any = "random", seed: int = 0, atol: float = 1e-5,
+                    rtol: float = 1e-4, eps: float = 1e-6, max_checks: int | None = None) -> GradcheckResult:
     """Compare the tape gradient of ``sum(f(*inputs) * upstream)`` with central differences.
 
-    Floating inputs become ``ad.Variable``s (``dtype`` for the tape, float64 for the differences;
-    those not in ``wrt`` are constants); other inputs (ints, int arrays, axes) pass unchanged.
+    The one gradient check of nncli: the engine's op tests, ``nncli check``'s per-layer check, the
+    layer tests and ``nncli grad`` all come here. Floating inputs become ``ad.Variable``s
+    (``dtype`` for the tape, float64 for the differences; those not in ``wrt`` are constants);
+    other inputs (ints, int arrays, axes) pass unchanged. ``variables`` are Variables ``f``
+    reads by itself (a layer's weights): they are checked too, the differences moving each one in
+    place with ``assign`` and putting it back afterwards, however the check ends.
 
     Args:
         f: maps tensors to an ``ad.Tensor``, e.g. ``ad.matmul`` or ``lambda x: ad.sum(x, axis=0)``.
         inputs: arrays or numbers.
         wrt: positions to differentiate; default every floating input.
         names: one label per ``wrt`` input (default ``x0, x1, ...``).
+        variables: ``{label: Variable}`` checked after the inputs (float64 ones, for a precise check).
         dtype: dtype of the tape's computation.
         upstream: ``"random"`` (seeded standard normal), ``"ones"`` (the gradient of the sum), or an array.
         atol, rtol: an element passes when ``|tape - numeric| <= atol + rtol * |numeric|``.
-        max_checks: differentiate at most this many (seeded, random) elements per input.
+        max_checks: differentiate at most this many (seeded, random) elements per input or variable.
 
     >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
     >>> check_gradients(lambda a: ad.sum(a * a, axis=0), [x]).inputs[0].error < 1e-6
     True
+    >>> w = ad.Variable(np.array([2.0, -1.0]), dtype=np.float64)
+    >>> [c.name for c in check_gradients(lambda a: a * w, [x[0]], variables={"w": w}).inputs]
+    ['x0', 'w']
     """
     rng = np.random.default_rng(seed)
     wrt = _wrt(inputs, wrt)
     names = list(names) if names is not None else [f"x{i}" for i in wrt]
+    held = dict(variables or {})
+    weights = list(held.values())
     tensors = _tensors(inputs, wrt, dtype)
-    sources = [tensors[i] for i in wrt]
+    sources = [tensors[i] for i in wrt] + weights
     with ad.GradientTape() as tape:
-        tape.watch(sources)
+        tape.watch(sources)  # non-trainable variables too (a BatchNormalization's moving statistics)
         out = f(*tensors)
     value = _result(out)
     up = _upstream(upstream, value.shape, rng)
     grads = tape.gradient(out, sources, unconnected_gradients="zero", output_gradients=up.astype(value.dtype))
+    originals = [np.array(w.numpy()) for w in weights]
+    n = len(inputs)
 
     def f64(*arrays):
-        return _result(f(*_tensors(arrays, wrt, np.float64)))
+        for w, a in zip(weights, arrays[n:]):
+            w.assign(a)
+        return _result(f(*_tensors(arrays[:n], wrt, np.float64)))
 
-    chosen = [_sample(np.size(inputs[i]), max_checks, rng) for i in wrt]
-    numeric = numeric_gradient(f64, _float64(inputs), up, eps, wrt=wrt, indices=chosen)
-    checks = tuple(_compare(n, np.asarray(g), num, c, atol, rtol)
-                   for n, g, num, c in zip(names, grads, numeric, chosen))
+    points = _float64(inputs) + [o.astype(np.float64) for o in originals]
+    positions = wrt + list(range(n, n + len(weights)))
+    chosen = [_sample(np.size(points[i]), max_checks, rng) for i in positions]
+    try:
+        numeric = numeric_gradient(f64, points, up, eps, wrt=positions, indices=chosen)
+    finally:
+        for w, o in zip(weights, originals):
+            w.assign(o)
+    checks = tuple(_compare(label, np.asarray(g), num, c, atol, rtol)
+                   for label, g, num, c in zip([*names, *held], grads, numeric, chosen))
     return GradcheckResult(value, up, checks)
 
 
@@ -198,97 +209,6 @@ def check_second_order(f: Callable[..., Any], inputs: Sequence[Any], *, wrt: Seq
                                _float64(inputs), np.array(1.0), eps, wrt=wrt)
     checks = tuple(_compare(n, np.asarray(g), num, None, atol, rtol) for n, g, num in zip(names, second, numeric))
     return GradcheckResult(value, up, checks)
-
-
-@dataclass(frozen=True)
-class ExpressionCheck:
-    """The outcome of ``check_expression``: the parsed expression, its value, one check per variable."""
-
-    expression: Expression
-    dtype: str
-    result: GradcheckResult
-
-    @property
-    def value(self) -> np.ndarray:
-        return self.result.value
-
-    @property
-    def ok(self) -> bool:
-        return self.result.ok
-
-
-def check_expression(text: str, at: Sequence[str], *, wrt: Sequence[str] | None = None, dtype: str = "float64",
-                     seed: int = 0, max_checks: int | None = MAX_CHECKS) -> ExpressionCheck:
-    """Evaluate an expression and check its gradients (what ``nncli grad`` runs).
-
-    For a non-scalar expression the gradients are of its sum.
-
-    Args:
-        text: the expression, e.g. ``"square(a*b + c)"``.
-        at: ``NAME=VALUE`` strings, one per variable of the expression.
-        wrt: the variables to differentiate; default all, in order of first use.
-        dtype: ``"float64"`` or ``"float32"``, the dtype of the values and the tape's computation.
-        seed: the seed of ``randn``/``rand`` values.
-    Raises:
-        ExpressionError: a bad expression or value, a missing or unused variable.
-
-    >>> check_expression("a*b", ["a=2", "b=3"]).result.inputs[0].tape
-    array(3.)
-    """
-    if dtype not in TOLERANCES:
-        raise ExpressionError(f"expected a dtype among {', '.join(TOLERANCES)}, found {dtype!r}", where="--dtype")
-    expr = parse(text)
-    values = parse_bindings(at, seed=seed)
-    names = list(expr.names)
-    missing = [n for n in names if n not in values]
-    if missing:
-        hint = " ".join(f"--at {n}=VALUE" for n in missing)
-        raise ExpressionError(f"no value for {', '.join(missing)}; give {hint}")
-    _check_known(list(values), names, "--at")
-    wrt = names if wrt is None else list(wrt)
-    _check_known(wrt, names, "--wrt")
-    if not wrt and names:
-        raise ExpressionError("expected at least one variable name", where="--wrt")
-
-    def f(*tensors):
-        out = evaluate(expr, dict(zip(names, tensors)), dtype)
-        if not isinstance(out, ad.Tensor):
-            found = f"a list of {len(out)} tensors" if isinstance(out, list) else type(out).__name__
-            raise ExpressionError(f"the expression must give one tensor, not {found}")
-        return out
-
-    atol, rtol = TOLERANCES[dtype]
-    if max_checks is not None and wrt:
-        # Check fewer elements when one evaluation is slow, so a legal but big expression
-        # still answers in bounded time (each checked element costs two evaluations).
-        point = [ad.Tensor(values[n], dtype=np.float64) for n in names]
-        times = []
-        for _ in range(2):  # the first call pays one-off costs: take the faster of two
-            start = time.perf_counter()
-            with np.errstate(all="ignore"):
-                f(*point)
-            times.append(time.perf_counter() - start)
-        once = max(min(times), 1e-6)
-        affordable = int(TIME_BUDGET / (2 * once * len(wrt)))
-        max_checks = max(1, min(max_checks, affordable))
-    outside = domain_error(expr, {n: ad.Tensor(values[n], dtype=dtype) for n in names}, dtype)
-    if outside is not None:  # log(-1): bad input, not a gradient mismatch
-        raise outside
-    with np.errstate(all="ignore"):
-        result = check_gradients(f, [values[n] for n in names], wrt=[names.index(n) for n in wrt], names=wrt,
-                                 dtype=dtype, upstream="ones", seed=seed, atol=atol, rtol=rtol,
-                                 max_checks=max_checks)
-    return ExpressionCheck(expr, dtype, result)
-
-
-def _check_known(given: Sequence[str], names: Sequence[str], where: str) -> None:
-    unknown = [n for n in given if n not in names]
-    if unknown:
-        known = ", ".join(names) or "none"
-        raise ExpressionError(f"{', '.join(unknown)} not in the expression (its variables: {known})", where=where)
-    twice = sorted({n for n in given if list(given).count(n) > 1})
-    if twice:
-        raise ExpressionError(f"{', '.join(twice)} given twice", where=where)
 
 
 def _is_float(x: Any) -> bool:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data.loaders import did_you_mean, is_number, is_positive_int, load_csv
-from nncli.errors import DataError
+from nncli.data.loaders import is_number, is_positive_int, load_csv
+from nncli.errors import DataError, did_you_mean
 
 _FILES = Path(__file__).resolve().parent / "files"
 
@@ -91,7 +91,7 @@ def load_builtin(name: str, *, seed: int = 0, samples: int | None = None, noise:
         ((100, 2), dtype('float32'), dtype('int64'))
     """
     if name not in BUILTIN_SETS:
-        raise DataError(f"unknown built-in data set '{name}'.{did_you_mean(name, BUILTIN_SETS)} "
+        raise DataError(f"unknown built-in data set '{name}'.{did_you_mean(name, BUILTIN_SETS, sentence=True)} "
                         f"Built-in sets: {', '.join(BUILTIN_SETS)}")
     if name in ("digits", "iris"):
         return _shipped(name)

@@ -7,7 +7,6 @@ and name). Nothing is ever unpickled: numpy files load with ``allow_pickle=False
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import math
 import re
@@ -22,7 +21,7 @@ import numpy as np
 from nncli.data.csvfile import CellError, column_name, read_table
 from nncli.data.csvtext import column_is_text
 from nncli.data.mapped import MappedArray
-from nncli.errors import DataError, TargetError
+from nncli.errors import DataError, TargetError, did_you_mean
 
 # IDX type codes (the byte after the two zero magic bytes) and their big-endian dtypes.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -66,19 +65,13 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def did_you_mean(word: str, choices) -> str:
-    """`` Did you mean 'x'?`` when a close match exists, else an empty string."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" Did you mean '{match[0]}'?" if match else ""
-
-
 # ----------------------------------------------------------------------------- CSV
 
 
 def _column_index(header: list[str], name, where: str, error=DataError) -> int:
     if name not in header:
-        raise error(f"no column named '{name}'.{did_you_mean(name, header)} "
-                          f"The header has: {', '.join(header)}", where)
+        raise error(f"no column named '{name}'.{did_you_mean(name, header, sentence=True)} "
+                    f"The header has: {', '.join(header)}", where)
     return header.index(name)
 
 
@@ -227,7 +220,7 @@ def _npz_arrays(path: Path, keys: tuple[str, ...]) -> list[np.ndarray]:
     with archive:
         for key in keys:
             if key not in archive.files:
-                raise DataError(f"no array named '{key}'.{did_you_mean(key, archive.files)} "
+                raise DataError(f"no array named '{key}'.{did_you_mean(key, archive.files, sentence=True)} "
                                 f"The archive has: {', '.join(archive.files) or 'nothing'}", where)
         try:
             return [archive[key] for key in keys]

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from nncli.data.loaders import did_you_mean
-from nncli.errors import DataError
+from nncli.errors import DataError, did_you_mean
 
 __all__ = ["NORMALIZE_KINDS", "Normalizer"]
 
@@ -29,7 +28,7 @@ class Normalizer:
 
     def __init__(self, kind: str = "none"):
         if kind not in NORMALIZE_KINDS:
-            raise DataError(f"unknown normalize '{kind}'.{did_you_mean(kind, NORMALIZE_KINDS)} "
+            raise DataError(f"unknown normalize '{kind}'.{did_you_mean(kind, NORMALIZE_KINDS, sentence=True)} "
                             f"Expected one of: {', '.join(NORMALIZE_KINDS)}")
         self.kind = kind
         self.shift: np.ndarray | None = None  # (features...) float32

@@ -14,10 +14,10 @@ import numpy as np
 
 from nncli.data.builtin import BUILTIN_SETS, load_builtin
 from nncli.data.labels import map_to_classes, shown_classes, typo_hint
-from nncli.data.loaders import LoadedData, did_you_mean, file_kind, is_number, is_positive_int, load_file
+from nncli.data.loaders import LoadedData, file_kind, is_number, is_positive_int, load_file
 from nncli.data.mapped import MappedArray, MappedSamples
 from nncli.data.normalize import NORMALIZE_KINDS, Normalizer
-from nncli.errors import DataError, LabelError
+from nncli.errors import DataError, LabelError, did_you_mean
 
 __all__ = ["NORMALIZE_KINDS", "Normalizer", "PreparedData", "ClassNamesError", "prepare_data", "PARTS"]
 
@@ -116,7 +116,7 @@ def _load_source(source, base_dir, labels, target, header, x_key, y_key, samples
     path = Path(base_dir) / Path(str(source)).expanduser()
     if not path.exists() and file_kind(path) is None:
         raise DataError(f"data.source '{source}' is neither a built-in set nor an existing file (looked "
-                        f"for {path}).{did_you_mean(source, BUILTIN_SETS)} Built-in sets: {', '.join(BUILTIN_SETS)}")
+                        f"for {path}).{did_you_mean(source, BUILTIN_SETS, sentence=True)} Built-in sets: {', '.join(BUILTIN_SETS)}")
     for name, value in (("samples", samples), ("noise", noise)):
         if value is not None:
             raise DataError(f"data.{name} applies to generated built-in sets only, not to files", str(path))

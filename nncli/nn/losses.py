@@ -18,7 +18,7 @@ import numpy as np
 
 import nncli.autodiff as ad
 from nncli.autodiff import Tensor
-from nncli.nn.registry import get as _registry_get
+from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
 
 EPSILON = 1e-7  # probability clip, as Keras's backend epsilon
@@ -393,11 +393,4 @@ def get(identifier) -> Loss:
         >>> get({"type": "sparse_categorical_crossentropy", "from_logits": True}).from_logits
         True
     """
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        return _registry_get("losses", identifier)()
-    if isinstance(identifier, dict):
-        args = {k: v for k, v in identifier.items() if k != "type"}
-        return _registry_get("losses", identifier["type"])(**args)
-    raise TypeError(f"expected a loss name, config dict or Loss, not {type(identifier).__name__}")
+    return _registry_build("losses", identifier, Loss)

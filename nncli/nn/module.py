@@ -25,7 +25,7 @@ import nncli.autodiff as ad
 from nncli.autodiff import Tensor, Variable
 from nncli.errors import NncliError
 from nncli.nn import initializers, random
-from nncli.nn.registry import get, lookup, snake_case
+from nncli.nn.registry import build, get, lookup, snake_case
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 MAX_WEIGHT_VALUES = 2**28  # 1 GiB of float32 in one weight: refused before allocating, not after
@@ -389,12 +389,10 @@ def registry_name(obj) -> str:
 
 def layer_from_config(config: Mapping[str, Any]) -> Layer:
     """``{"type": "Dense", "units": 3}`` -> ``Dense(units=3)`` (layers, then models registry)."""
-    config = dict(config)
-    kind = config.pop("type", None)
+    kind = config.get("type") if isinstance(config, Mapping) else None
     if not isinstance(kind, str):
-        raise ValueError(f"a layer config needs a 'type' name, found {config!r}")
-    cls = lookup("layers", kind) or lookup("models", kind) or get("layers", kind)  # get: "did you mean"
-    return cls(**config)
+        raise ValueError(f"a layer config needs a 'type' name, found {dict(config) if isinstance(config, Mapping) else config!r}")
+    return build("models" if lookup("layers", kind) is None and lookup("models", kind) else "layers", config)
 
 
 class Model(Layer):

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from nncli.nn.optimizer_base import Optimizer, OptimizerStep  # noqa: F401 - part of this module's API
-from nncli.nn.registry import get as _registry_get
+from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
 from nncli.nn.schedules import LearningRateSchedule
 
@@ -293,11 +293,4 @@ def get(identifier) -> Optimizer:
         >>> get({"type": "Adam", "learning_rate": 0.01}).learning_rate
         0.01
     """
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        return _registry_get("optimizers", identifier)()
-    if isinstance(identifier, dict):
-        args = {k: v for k, v in identifier.items() if k != "type"}
-        return _registry_get("optimizers", identifier["type"])(**args)
-    raise TypeError(f"expected an optimizer name, config dict or Optimizer, not {type(identifier).__name__}")
+    return _registry_build("optimizers", identifier, Optimizer)

@@ -4,17 +4,18 @@
     class Dense(Layer): ...
 
     get("layers", "Dense")   # or "dense"; unknown names raise with the closest match
+    build("optimizers", {"type": "adam", "learning_rate": 0.01})   # the one way a component is made
 """
 
 from __future__ import annotations
 
-import difflib
 import re
+from collections.abc import Mapping
 
-from nncli.errors import NncliError
+from nncli.errors import NncliError, close_matches
 
 KINDS = ("layers", "losses", "optimizers", "schedules", "initializers", "activations", "metrics", "models",
-         "loggers")  # loggers: nncli.train.loggers (TensorBoard, MLflow) and plugins' own
+         "loggers", "callbacks")  # loggers: nncli.train.loggers (TensorBoard, MLflow) and plugins' own
 
 REGISTRY: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
 
@@ -81,9 +82,9 @@ def closest(kind: str, name: str) -> str | None:
     """The known name nearest to ``name``, for "did you mean" hints."""
     candidates = {n: n for n in REGISTRY[kind]}
     candidates.update({snake_case(n): n for n in REGISTRY[kind]})
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    match = close_matches(name, candidates)
     if not match:
-        match = difflib.get_close_matches(_key(name), [_key(c) for c in candidates], n=1, cutoff=0.5)
+        match = close_matches(_key(name), [_key(c) for c in candidates])
         if match:
             return next(v for c, v in candidates.items() if _key(c) == match[0])
         return None
@@ -96,3 +97,30 @@ def get(kind: str, name: str):
     if obj is None:
         raise UnknownNameError(kind, name, closest(kind, name), names(kind))
     return obj
+
+
+def build(kind: str, spec, instance_of: type | tuple | None = None, **defaults):
+    """The component ``spec`` describes: a registered name (built with no arguments) or a mapping
+    ``{"type": name, **arguments}``; an object of ``instance_of`` is returned as it is.
+
+    The one component builder: ``losses.get``, ``optimizers.get``, ``schedules.get``,
+    ``layer_from_config`` and the config builder all come here. ``defaults`` are arguments the
+    spec may override.
+
+    Example:
+        >>> build("optimizers", {"type": "adam", "learning_rate": 0.01}).learning_rate
+        0.01
+    """
+    if instance_of is not None and isinstance(spec, instance_of):
+        return spec
+    if isinstance(spec, str):
+        return get(kind, spec)(**defaults)
+    if isinstance(spec, Mapping):
+        args = {k: v for k, v in spec.items() if k != "type"}
+        name = spec.get("type")
+        if not isinstance(name, str):
+            raise ValueError(f"a {kind[:-1]} config needs a 'type' name, found keys {sorted(map(str, spec))}")
+        return get(kind, name)(**{**defaults, **args})
+    what = f", a {kind[:-1]} name or a {{'type': ...}} mapping" if instance_of is None else \
+        f" a {kind[:-1]} name, a {{'type': ...}} mapping or a {getattr(instance_of, '__name__', 'component')}"
+    raise TypeError(f"expected{what}, not {type(spec).__name__}".replace("expected,", "expected"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from nncli.nn.registry import get as _registry_get
+from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
 
 
@@ -189,16 +189,14 @@ def deserialize(config: dict) -> LearningRateSchedule:
         ...              "decay_steps": 10, "decay_rate": 0.5})(10)
         0.05
     """
-    if "type" not in config:
-        raise ValueError(f"a schedule config needs a 'type' key, got keys {sorted(config)}")
-    args = {k: v for k, v in config.items() if k != "type"}
-    return _registry_get("schedules", config["type"])(**args)
+    if not isinstance(config, dict) or "type" not in config:
+        found = f"keys {sorted(config)}" if isinstance(config, dict) else repr(config)
+        raise ValueError(f"a schedule config needs a 'type' key, got {found}")
+    return _registry_build("schedules", config)
 
 
 def get(identifier) -> LearningRateSchedule:
     """A schedule from a schedule object or a ``{'type': ...}`` dict."""
-    if isinstance(identifier, LearningRateSchedule):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    raise TypeError(f"expected a LearningRateSchedule or a config dict, not {type(identifier).__name__}")
+    if isinstance(identifier, str):  # a schedule needs its parameters: a name alone is never one
+        raise TypeError(f"expected a LearningRateSchedule or a config dict, not the name {identifier!r}")
+    return _registry_build("schedules", identifier, LearningRateSchedule)

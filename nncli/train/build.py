@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from nncli import nn
-from nncli.data import PreparedData, prepare_data
+from nncli.data import BUILTIN_SETS, PreparedData, prepare_data
 from nncli.data.prepare import ClassNamesError
-from nncli.errors import ConfigError, LabelError, NncliError, TargetError
+from nncli.errors import ConfigError, DataError, LabelError, NncliError, TargetError
 from nncli.nn import registry
 from nncli.train.diagnose import check_loss_outputs, class_names_problem, label_problem, named_param
 
@@ -69,24 +69,15 @@ def build_model(model_spec: dict, dtype=None) -> nn.Model:
             model.input_shape = tuple(params["input_shape"])
             model.build(model.input_shape)
         return model
-    cls = registry.get("models", kind)
-    if dtype is not None:
-        params["dtype"] = str(np.dtype(dtype))
-    return cls(**params)
+    return registry.build("models", model_spec if dtype is None else {**model_spec, "dtype": str(np.dtype(dtype))})
 
 
 def build_loss(loss_spec: dict):
-    kind, params = _params(loss_spec)
-    return registry.get("losses", kind)(**params)
+    return registry.build("losses", loss_spec)
 
 
 def build_optimizer(optimizer_spec: dict):
-    kind, params = _params(optimizer_spec)
-    lr = params.get("learning_rate")
-    if isinstance(lr, dict):
-        sched_kind, sched_params = _params(lr)
-        params["learning_rate"] = registry.get("schedules", sched_kind)(**sched_params)
-    return registry.get("optimizers", kind)(**params)
+    return registry.build("optimizers", optimizer_spec)  # a learning_rate mapping is a schedule: the optimizer builds it
 
 
 def build_metrics(names: list[str], loss) -> dict:
@@ -143,7 +134,7 @@ def build_data(cfg, parts: Parts, keep_raw: bool = False, classes: list[str] | N
     model, loss = parts.model, parts.loss
     units = output_units(model)
     # paths made relative to the working folder (or absolute): what messages show; base_dir is then "."
-    source = d.source if d.source in _builtin_names() else shown_path(cfg.resolve_path(d.source))
+    source = d.source if d.source in BUILTIN_SETS else shown_path(cfg.resolve_path(d.source))
     files = {key: shown_path(cfg.resolve_path(getattr(d, key))) if getattr(d, key) else None
              for key in ("labels", "validation", "test")}
 
@@ -201,12 +192,6 @@ def _made(cfg, key: str, make):
         raise cfg.error(named_param(spec, str(err), key), f"the {key.split('.')[0]} cannot be built: {err}") from None
 
 
-def _builtin_names():
-    from nncli.data import BUILTIN_SETS
-
-    return BUILTIN_SETS
-
-
 def check_fit(cfg, model, loss, data: PreparedData, units: int | None) -> None:
     """Refuse data whose shape does not fit the model, naming both."""
     want = tuple(cfg.model.get("input_shape") or ())
@@ -236,3 +221,25 @@ def prepare_targets(loss, y: np.ndarray, units: int | None) -> np.ndarray:
     if kind == "binary" and y.ndim == 1:
         return y.astype(np.float32).reshape(-1, 1)
     return y
+
+
+def build_callbacks(cfg) -> list:
+    """The callbacks a config's ``train:`` section asks for, each with its state key, in the order they run:
+    early stopping, learning-rate reduction, ``train.callbacks`` in the order listed, periodic checkpoints."""
+    from nncli.train.callbacks import EarlyStopping, PeriodicCheckpoint, ReduceLROnPlateau
+
+    t = cfg.train
+    out = []
+    if t.early_stopping is not None:
+        out.append(EarlyStopping(**t.early_stopping.model_dump()))
+    if t.reduce_lr_on_plateau is not None:
+        out.append(ReduceLROnPlateau(**t.reduce_lr_on_plateau.model_dump()))
+    for i, spec in enumerate(t.callbacks):
+        cb = _made(cfg, f"train.callbacks[{i}]", lambda spec=spec: registry.build("callbacks", spec))
+        cb.state_key = f"callbacks[{i}]"
+        out.append(cb)
+    if t.checkpoint is not None:
+        cb = PeriodicCheckpoint(**t.checkpoint.model_dump())
+        cb.state_key = "checkpoint"
+        out.append(cb)
+    return out

@@ -12,7 +12,7 @@ import numpy as np
 
 import nncli.autodiff as ad
 from nncli import nn
-from nncli.autodiff.gradcheck import numeric_gradient
+from nncli.autodiff.gradcheck import check_gradients
 from nncli.train.build import build, output_units, prepare_targets
 from nncli.train.config import load_config
 
@@ -60,47 +60,15 @@ def _check_layer(layer, input_shape, rng) -> LayerCheck:
     twin = type(layer).from_config({**layer.get_config(), "dtype": "float64"})
     x = _sample_input(layer, input_shape, rng)
     twin(x[:1])  # build
-    weights = twin.trainable_variables
-    labels = [path for path, v in twin.named_variables() if v.trainable]
+    weights = {path: v for path, v in twin.named_variables() if v.trainable}
     float_input = x.dtype.kind == "f"
-    if float_input:
-        labels = ["inputs", *labels]
+    labels = (["inputs"] if float_input else []) + list(weights)
     if not labels:
         return LayerCheck(layer.name, type(layer).__name__, [], 0.0, True, "nothing to differentiate")
-    originals = [w.numpy().copy() for w in weights]
-    x_var = ad.Variable(x, dtype=np.float64) if float_input else x
-    with ad.GradientTape() as tape:
-        if float_input:
-            tape.watch(x_var)
-        out = twin(x_var, training=False)
-    upstream = rng.standard_normal(out.shape)
-    sources = ([x_var] if float_input else []) + list(weights)
-    tape_grads = tape.gradient(out, sources, unconnected_gradients="zero", output_gradients=upstream)
-
-    def f(*arrays):
-        ws = arrays[1:] if float_input else arrays
-        for var, w in zip(weights, ws):
-            var.assign(w)
-        return np.asarray(twin(arrays[0] if float_input else x, training=False), dtype=np.float64)
-
-    points = ([x] if float_input else []) + originals
-    chosen = [None if np.size(p) <= MAX_CHECKS else rng.choice(np.size(p), MAX_CHECKS, replace=False)
-              for p in points]
-    try:
-        numeric = numeric_gradient(f, points, upstream, 1e-6, indices=chosen)
-    finally:
-        for var, w in zip(weights, originals):
-            var.assign(w)
-    error, ok = 0.0, True
-    for g, num, idx in zip(tape_grads, numeric, chosen):
-        t = np.asarray(g, dtype=np.float64).ravel()
-        n = np.asarray(num).ravel()
-        if idx is not None:
-            t, n = t[idx], n[idx]
-        diff = np.abs(t - n)
-        error = max(error, float(diff.max()) if diff.size else 0.0)
-        ok = ok and bool(np.all(diff <= ATOL + RTOL * np.abs(n)))
-    return LayerCheck(layer.name, type(layer).__name__, labels, error, ok)
+    result = check_gradients(lambda inputs: twin(inputs, training=False), [x], names=["inputs"],
+                             wrt=[0] if float_input else [], variables=weights, seed=int(rng.integers(2**31)),
+                             atol=ATOL, rtol=RTOL, max_checks=MAX_CHECKS)
+    return LayerCheck(layer.name, type(layer).__name__, labels, result.max_error, result.ok)
 
 
 def check_config(config_path, overrides=()) -> CheckReport:

@@ -2,8 +2,9 @@
 
 A checkpoint is a safetensors file: the model's weights by path (``layers.0.kernel``), the optimizer's
 slots (``optimizer/0.m``, ``optimizer/iterations``), the finished epochs' metrics rows
-(``run/history``, float64, one row per epoch), and JSON metadata (epoch, step, trainer state, RNG
-states, the history's column names). A SHA-256 over the tensors *and* the metadata is stored with
+(``run/history``, float64, one row per epoch), weight snapshots callbacks keep
+(``callbacks/early_stopping/best_weights/layers.0.kernel``), and JSON metadata (epoch, step,
+trainer state, RNG states, the history's column names, each callback's state). A SHA-256 over the tensors *and* the metadata is stored with
 them, so one flipped bit anywhere is refused. Reading checks the size and the header before any
 tensor data is read (and, given the model, that every name, shape and dtype is the one expected),
 then the digest, then every metadata value for type, range and finiteness.
@@ -30,6 +31,9 @@ FORMAT = "nncli-checkpoint-2"  # digest over tensors and metadata
 FORMAT_1 = "nncli-checkpoint-1"  # digest over tensors only: readable for weights, never resumed
 OPTIMIZER = "optimizer/"  # prefix of optimizer slots; weight paths never hold a "/"
 HISTORY = "run/history"
+CALLBACKS = "callbacks/"  # prefix of callbacks' weight snapshots: callbacks/<key>/<field>/<weight path>
+TRAINED = "run/trained/"  # the weights training reached, when a callback put earlier ones back: run/trained/<path>
+MAX_SNAPSHOTS = 8  # weight snapshots all callbacks together may keep (each the model's size)
 MAX_HEADER = 100 * 2**20  # bytes of JSON header; safetensors itself refuses more
 MAX_EPOCHS = 1_000_000  # as train.epochs
 MAX_STEPS = 2**62
@@ -82,16 +86,25 @@ class Layout:
 
     ``optional`` names (the optimizer's slots, absent before its first step) are all there or none;
     ``history_columns`` is the width of ``run/history`` (any number of rows), None to skip it.
+    ``snapshots``: the weights a callback's snapshot may hold (``callbacks/<key>/<field>/<path>``,
+    each shaped as the weight ``<path>``), at most :data:`MAX_SNAPSHOTS` copies of the model.
     """
 
     tensors: dict[str, tuple[tuple[int, ...], np.dtype]]
     optional: set[str] = field(default_factory=set)
     history_columns: int | None = None
+    snapshots: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
 
     def problems(self, entries: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str]:
         found = dict(entries)
         history = found.pop(HISTORY, None)
         out = []
+        if self.snapshots is not None:
+            snapshot = {n: found.pop(n) for n in [n for n in found if n.startswith(CALLBACKS)]}
+            out += _snapshot_problems(snapshot, self.snapshots)
+            trained = {n[len(TRAINED):]: found.pop(n) for n in [n for n in found if n.startswith(TRAINED)]}
+            if trained and trained != self.snapshots:
+                out.append(f"{TRAINED}* holds {len(trained)} weights that are not the model's {len(self.snapshots)}")
         missing = [n for n in self.tensors if n not in found and n not in self.optional]
         slots = [n for n in self.optional if n in found]
         if slots and len(slots) != len(self.optional):
@@ -113,6 +126,21 @@ class Layout:
             if len(shape) != 2 or shape[1] != self.history_columns or shape[0] > MAX_EPOCHS or dtype != np.float64:
                 out.append(f"{HISTORY} is {dtype} {list(shape)}, expected float64 [epochs, {self.history_columns}]")
         return out
+
+
+def _snapshot_problems(found: dict, weights: dict) -> list[str]:
+    out, groups = [], set()
+    for name, (shape, dtype) in found.items():
+        parts = name[len(CALLBACKS):].split("/")
+        want = weights.get(parts[-1]) if len(parts) == 3 else None
+        if want is None:
+            out.append(f"unexpected {name}")
+        elif (shape, dtype) != want:
+            out.append(f"{name} is {dtype} {list(shape)}, expected {want[1]} {list(want[0])}")
+        groups.add(tuple(parts[:2]))
+    if len(groups) > MAX_SNAPSHOTS:
+        out.append(f"{len(groups)} weight snapshots of callbacks, at most {MAX_SNAPSHOTS} expected")
+    return out
 
 
 def _damaged(path: Path, why: str) -> RunError:
@@ -234,14 +262,25 @@ class TrainStateSchema(BaseModel):
     batch: _Count
     best_value: float | None
     best_epoch: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None
-    es_best: float | None
-    wait: _Count
+    es_best: float | None = None  # early stopping's, in checkpoints before callbacks had a state
+    wait: _Count = 0
     sums: dict[str, Annotated[float, Field(allow_inf_nan=True)]]
     metric_states: dict[str, dict[str, Any]] = {}  # each metric's get_state(): numbers and lists of them
     seen: _Count
     epoch_time: Annotated[float, Field(ge=0)]
     epoch_data_state: RngState | None
     stopped_early: bool
+    learning_rate: Annotated[float, Field(ge=0)] | None = None
+    restored_epoch: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = None
+
+
+class CallbackEntry(BaseModel):
+    """One callback's saved state: its class, its plain-data state, the fields that are weight snapshots."""
+
+    model_config = _Strict
+    type: str
+    state: dict[str, Any]
+    weights: list[str] = []
 
 
 class CheckpointMeta(BaseModel):
@@ -255,6 +294,7 @@ class CheckpointMeta(BaseModel):
     data_rng: RngState
     nncli: str
     columns: list[str]
+    callbacks: dict[str, CallbackEntry] = {}
 
 
 def check_metadata(meta: dict, path: Path, batches: int, history: np.ndarray | None) -> CheckpointMeta:
@@ -272,6 +312,10 @@ def check_metadata(meta: dict, path: Path, batches: int, history: np.ndarray | N
     st = checked.trainer
     problems = [f"metric state {name}.{key} holds {str(value)[:40]!r}, expected finite numbers"
                 for name, state in st.metric_states.items() for key, value in state.items() if not _numbers(value)]
+    problems += [f"the state of callback {key} holds {str(value)[:40]!r} at {field}, expected plain data "
+                 "(finite numbers, strings, lists, mappings)"
+                 for key, entry in checked.callbacks.items() for field, value in entry.state.items()
+                 if not _plain(value)]
     if (st.epoch, st.step) != (checked.epoch, checked.step):
         problems.append(f"its trainer state is at epoch {st.epoch}, step {st.step}, its header at "
                         f"epoch {checked.epoch}, step {checked.step}")
@@ -295,6 +339,19 @@ def _numbers(value, depth: int = 0) -> bool:
     if isinstance(value, (int, float)):
         return math.isfinite(value) and abs(value) < 2**63
     return isinstance(value, list) and depth < 4 and len(value) <= 10**6 and all(_numbers(v, depth + 1) for v in value)
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Plain data as a callback's state holds it: None, bools, strings, finite numbers, lists, mappings."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    if depth >= 8:
+        return False
+    if isinstance(value, list):
+        return len(value) <= 10**6 and all(_plain(v, depth + 1) for v in value)
+    return isinstance(value, dict) and all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
 
 
 def check_finite(tensors: dict[str, np.ndarray], path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 
+import nncli.train.callbacks  # noqa: F401 - registers the built-in callbacks
 from nncli import nn  # noqa: F401 - importing nn fills the registries
 from nncli.train import loggers  # noqa: F401 - and the loggers
 from nncli.errors import NncliError

@@ -112,7 +112,7 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
         >>> parts.model(x, training=False)                                              # doctest: +SKIP
     """
     from nncli.train.build import build
-    from nncli.train.config import load_config
+    from nncli.train.config import listed_plugins, load_config
 
     run = RunFolder(Path(run_path))
     if not (run.path / "run.json").is_file():
@@ -127,7 +127,7 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
         raise RunError(f"run '{run.run_id}' has no {checkpoint} checkpoint ({path} is missing){hint}")
     if not (run.path / "config.yaml").is_file():
         raise RunError(f"{run.path} is not a complete run folder: config.yaml is missing")
-    plugins = _listed_plugins(run.path / "config.yaml")
+    plugins = listed_plugins(run.path / "config.yaml")
     if plugins and not trust_plugins:
         raise RunError(f"run '{run.run_id}' lists plugins in its config.yaml ({', '.join(plugins)}): they are "
                        "Python code that would run with your rights, so they are not imported unless you pass "
@@ -144,16 +144,6 @@ def restore_model(run_path: str | Path, checkpoint: str = "best", with_data: boo
     model.load_named_weights(weights, source=str(path))
     epoch = meta.get("epoch")
     return Restored(cfg, parts, epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None, info)
-
-
-def _listed_plugins(config_path: Path) -> list[str]:
-    """The ``plugins:`` entries of a saved config (its ``base:`` files included), read, never imported."""
-    from nncli.train.config.pipeline import resolve
-    from nncli.train.config.reader import read_document
-
-    doc = resolve(read_document(config_path), import_plugins=False)
-    plugins = doc.data.get("plugins") if isinstance(doc.data, dict) else None
-    return [str(p) for p in plugins] if isinstance(plugins, list) else []
 
 
 # -- evaluating ---------------------------------------------------------------------
@@ -187,7 +177,7 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
         {'loss': 0.0972, 'accuracy': 0.9694}
     """
     from nncli.train.build import output_units, prepare_targets
-    from nncli.train.loop import Trainer
+    from nncli.train.evaluate import evaluate
 
     if data is not None and split is not None:
         raise RunError(f"give --data (another file) or --split (a part of the run's own data), not both; "
@@ -209,9 +199,8 @@ def evaluate_run(runs_dir: str | Path, run_id: str, checkpoint: str = "best", da
     else:
         x, y, desc = _labelled_file(data, cfg, parts, info, path.name)
     y = prepare_targets(parts.loss, y, output_units(parts.model))
-    evaluator = Trainer(parts.model, parts.loss, parts.optimizer, None, metrics=parts.metrics, compile=False)
     with blas_threads((info.get("blas") or {}).get("threads")):
-        values = evaluator.evaluate(x, y)
+        values = evaluate(parts.model, parts.loss, parts.metrics, x, y)  # as the trainer's validation
     return _json_ready({"run_id": path.name, "checkpoint": checkpoint, "epoch": epoch, "data": desc, "split": split,
                         "samples": int(len(x)), "metrics": values, "warnings": warnings})
 

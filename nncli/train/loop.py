@@ -1,6 +1,7 @@
-"""The trainer: the Rindow chapter's GradientTape loop, with validation, metrics and early stopping.
+"""The trainer: the Rindow chapter's GradientTape loop, with validation, metrics and callbacks.
 
-It never prints: everything a user sees goes through callbacks. Its whole state
+It never prints: everything a user sees, and every policy that steers a run (early stopping,
+learning-rate reduction), goes through callbacks (:mod:`nncli.train.callbacks`). Its whole state
 (:class:`TrainState` plus the RNG and optimizer state the run folder saves) is
 enough to continue bit-for-bit after an interruption, even mid-epoch.
 """
@@ -15,6 +16,10 @@ import numpy as np
 
 import nncli.autodiff as ad
 from nncli.data import NDArrayDataset
+from nncli.train.callbacks.base import Callback
+from nncli.train.evaluate import EVAL_BATCH, evaluate
+
+__all__ = ["Trainer", "TrainState", "NonFiniteLoss", "Callback", "better"]
 
 
 class NonFiniteLoss(Exception):
@@ -25,22 +30,11 @@ class NonFiniteLoss(Exception):
         super().__init__(f"the loss became {value} at epoch {epoch}, batch {batch}")
 
 
-@dataclass
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
-
-    monitor: str = "val_loss"
-    patience: int = 5
-    min_delta: float = 0.0
-    mode: str = "auto"  # auto: maximise what its metric maximises (accuracy, f1, auc, r2), minimise the rest
-
-
-def better(mode: str, maximize: bool, value: float, best: float | None, min_delta: float = 0.0) -> bool:
-    """Whether ``value`` improves on ``best``; ``maximize`` is the metric's own direction (for mode auto)."""
+def better(maximize: bool, value: float, best: float | None) -> bool:
+    """Whether ``value`` is a new best for the run's monitor (``maximize``: the metric's own direction)."""
     if best is None:
         return not math.isnan(value)
-    maximise = mode == "max" or (mode == "auto" and maximize)
-    return value > best + min_delta if maximise else value < best - min_delta
+    return value > best if maximize else value < best
 
 
 @dataclass
@@ -52,32 +46,22 @@ class TrainState:
     batch: int = 0  # batches completed in the current (unfinished) epoch
     best_value: float | None = None
     best_epoch: int | None = None
-    es_best: float | None = None  # the early-stopping monitor's best value
-    wait: int = 0  # epochs without improvement, for early stopping
     sums: dict = field(default_factory=dict)  # per-sample sums of the unfinished epoch's loss
     metric_states: dict = field(default_factory=dict)  # the metrics' get_state() in the unfinished epoch
     seen: int = 0  # samples in those sums
     epoch_time: float = 0.0  # seconds spent in the unfinished epoch
     epoch_data_state: dict | None = None  # the shuffling state at the start of the unfinished epoch
-    stopped_early: bool = False
+    stopped_early: bool = False  # a callback stopped the run (``trainer.stop_training``)
+    learning_rate: float | None = None  # the optimizer's rate as last saved (callbacks may lower it)
+    restored_epoch: int | None = None  # a callback put this epoch's weights back when the run ended
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainState:
-        return cls(**data)
-
-
-class Callback:
-    """Hooks the trainer calls; subclass and override what you need."""
-
-    def on_train_begin(self, trainer: Trainer) -> None: ...
-    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
-    def on_batch_end(self, trainer: Trainer, epoch: int, batch: int, logs: dict) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None: ...
-    def on_interrupt(self, trainer: Trainer) -> None: ...
-    def on_train_end(self, trainer: Trainer, status: str) -> None: ...
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})  # es_best, wait: older checkpoints
 
 
 class Trainer:
@@ -91,10 +75,10 @@ class Trainer:
         validation: ``(x, y)`` arrays, or None.
         metrics: ``{name: metric}`` with ``update_state``/``result``/``reset_state``.
         epochs: the epoch to stop at (counting completed epochs, so resuming keeps the total).
-        early_stopping: an :class:`EarlyStopping`, or None.
         monitor: the value whose best epoch is kept (``val_loss`` by default).
         compile: run the train step as a traced ``ad.Function``.
-        callbacks: reporting hooks.
+        callbacks: :class:`~nncli.train.callbacks.Callback` objects (or any object with some of
+            its hooks), called in order.
 
     Example:
         >>> Trainer(model, loss, Adam(), NDArrayDataset(x, y, batch_size=32), epochs=10).fit()
@@ -102,14 +86,13 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, train_data: NDArrayDataset, *, validation=None,
-                 metrics: dict | None = None, epochs: int = 10, early_stopping: EarlyStopping | None = None,
-                 monitor: str = "val_loss", compile: bool = True, callbacks=(), eval_batch_size: int = 1024):
+                 metrics: dict | None = None, epochs: int = 10, monitor: str = "val_loss", compile: bool = True,
+                 callbacks=(), eval_batch_size: int = EVAL_BATCH):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.train_data = train_data
         self.validation = validation
         self.metrics = dict(metrics or {})
         self.epochs = epochs
-        self.early_stopping = early_stopping
         self.monitor = monitor if validation is not None or not monitor.startswith("val_") else monitor[4:]
         self.compile = compile
         self.callbacks = list(callbacks)
@@ -119,6 +102,8 @@ class Trainer:
         self.stop_requested = False  # set by request_stop: stop at the next batch boundary
         self.stop_signal: int | None = None  # what asked first (signal.SIGINT, SIGTERM, ...), if anything
         self.consistent = True  # False while a step runs: weights and state may disagree
+        self.warnings: list[str] = []  # problems callbacks reported (see warn)
+        self.trained_weights: dict | None = None  # what training reached, while earlier weights are put back
         self._step = ad.function(self._train_step) if compile else self._train_step
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -129,6 +114,48 @@ class Trainer:
         if not self.stop_requested:
             self.stop_signal = signum
         self.stop_requested = True
+
+    @property
+    def restored_epoch(self) -> int | None:
+        """The epoch whose weights a callback put back at the end (``restore_weights``), else None."""
+        return self.state.restored_epoch
+
+    def restore_weights(self, weights: dict, epoch: int) -> None:
+        """Put an earlier epoch's weights back as the run ends (restore_best_weights).
+
+        The weights training reached are kept (checkpoints carry them), so that a resumed run
+        that trains on continues from them, not from the restored ones.
+        """
+        if self.trained_weights is None:
+            self.trained_weights = {p: v.numpy().copy() for p, v in self.model.named_variables()}
+        self.model.load_named_weights(weights, source=f"the weights of epoch {epoch}")
+        self.state.restored_epoch = epoch
+
+    def _train_on_from_trained_weights(self) -> None:
+        """Training goes on after a restore: continue from the weights training had reached."""
+        if self.trained_weights is not None and not self.stop_training and self.state.epoch < self.epochs:
+            self.model.load_named_weights(self.trained_weights, source="the weights the run stopped with")
+            self.trained_weights, self.state.restored_epoch = None, None
+
+    @property
+    def stop_training(self) -> bool:
+        """Set by a callback (early stopping) to end the run after this epoch, as in Keras."""
+        return self.state.stopped_early
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.state.stopped_early = bool(value)
+
+    def warn(self, message: str) -> None:
+        """Report a problem that does not stop the run (shown at its end, kept in run.json)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def _notify(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            method = getattr(cb, hook, None)  # an object with only some of the hooks is a callback too
+            if method is not None:
+                method(self, *args)
 
     # -- one step ----------------------------------------------------------
     def _train_step(self, inputs, trues):
@@ -163,25 +190,23 @@ class Trainer:
         :meth:`request_stop` is a KeyboardInterrupt at the next batch boundary.
         """
         status = "completed"
+        self.stop_training = False  # a stop is decided by the callbacks this run has now
         try:
-            for cb in self.callbacks:
-                cb.on_train_begin(self)
-            while self.state.epoch < self.epochs and not self.state.stopped_early:
+            self._notify("on_train_begin")
+            self._train_on_from_trained_weights()
+            while self.state.epoch < self.epochs and not self.stop_training:
                 if self.stop_requested:
                     raise KeyboardInterrupt
                 self._run_epoch()
-            if self.state.stopped_early:
+            if self.stop_training:
                 status = "early_stopped"
         except KeyboardInterrupt:
-            for cb in self.callbacks:
-                cb.on_interrupt(self)
+            self._notify("on_interrupt")
             raise
         except NonFiniteLoss:
-            for cb in self.callbacks:
-                cb.on_train_end(self, "failed")
+            self._notify("on_train_end", "failed")
             raise
-        for cb in self.callbacks:
-            cb.on_train_end(self, status)
+        self._notify("on_train_end", status)
         return status
 
     def _run_epoch(self) -> None:
@@ -196,8 +221,7 @@ class Trainer:
             metric.reset_state()
             if name in st.metric_states:
                 metric.set_state(st.metric_states[name])
-        for cb in self.callbacks:
-            cb.on_epoch_begin(self, epoch)
+        self._notify("on_epoch_begin", epoch)
         n_batches = len(self.train_data)
         start = time.perf_counter() - st.epoch_time
         for index, (inputs, trues) in enumerate(self.train_data):
@@ -205,6 +229,7 @@ class Trainer:
                 continue  # done before the interruption
             if self.stop_requested:
                 raise KeyboardInterrupt  # at a batch boundary: the state is consistent
+            self._notify("on_batch_begin", epoch, index + 1)
             self.consistent = False
             loss, predicts = self._step(inputs, trues)
             value = float(loss)
@@ -220,8 +245,7 @@ class Trainer:
             st.epoch_time = time.perf_counter() - start
             self.consistent = True
             logs = {name: total / st.seen for name, total in st.sums.items()} | metric_logs
-            for cb in self.callbacks:
-                cb.on_batch_end(self, epoch, index + 1, {**logs, "batches": n_batches})
+            self._notify("on_batch_end", epoch, index + 1, {**logs, "batches": n_batches})
         logs = {name: total / st.seen for name, total in st.sums.items()}
         logs.update({name: float(metric.result()) for name, metric in self.metrics.items()})
         if self.validation is not None:
@@ -232,52 +256,14 @@ class Trainer:
         st.epoch, st.batch, st.sums, st.seen, st.epoch_time, st.metric_states = epoch, 0, {}, 0, 0.0, {}
         self._track_best(epoch, logs)
         self.history.append({"epoch": epoch, **logs})
-        for cb in self.callbacks:
-            cb.on_epoch_end(self, epoch, logs)
+        self._notify("on_epoch_end", epoch, logs)
 
     def _track_best(self, epoch: int, logs: dict) -> None:
         st = self.state
         value = logs.get(self.monitor)
-        if value is not None and better("auto", self.maximize(self.monitor), value, st.best_value):
+        if value is not None and better(self.maximize(self.monitor), value, st.best_value):
             st.best_value, st.best_epoch = value, epoch
-        self._early_stopping_step(logs)
-
-    def _early_stopping_step(self, logs: dict) -> None:
-        st, es = self.state, self.early_stopping
-        if es is None:
-            return
-        monitored = logs.get(es.monitor)
-        if monitored is None:
-            return
-        if better(es.mode, self.maximize(es.monitor), monitored, st.es_best, es.min_delta):
-            st.es_best = monitored
-            st.wait = 0
-        else:
-            st.wait += 1
-            if st.wait > es.patience:
-                st.stopped_early = True
-
-    def recompute_early_stopping(self) -> None:
-        """Early stopping's state as if ``early_stopping`` had watched ``history`` from the start.
-
-        A resumed run may loosen, tighten or drop early stopping: the stop is decided under the
-        policy it has now (so a stopped run trains on when the new policy would not have stopped).
-        """
-        st = self.state
-        st.es_best, st.wait, st.stopped_early = None, 0, False
-        for logs in self.history:
-            if st.stopped_early:
-                break
-            self._early_stopping_step(logs)
 
     def evaluate(self, x, y) -> dict[str, float]:
         """Loss (averaged over samples) and metrics (over all of them) of ``(x, y)`` in inference mode."""
-        total = 0.0
-        for metric in self.metrics.values():
-            metric.reset_state()
-        for start in range(0, len(x), self.eval_batch_size):
-            xb, yb = x[start:start + self.eval_batch_size], y[start:start + self.eval_batch_size]
-            predicts = self.model(xb, training=False)
-            total += float(self.loss(yb, predicts)) * len(xb)
-            metric_values = self._update_metrics(yb, np.asarray(predicts))
-        return {"loss": total / len(x), **(metric_values if len(x) else {})}
+        return evaluate(self.model, self.loss, self.metrics, x, y, self.eval_batch_size)

@@ -61,6 +61,23 @@ class BlasInfo(_Part):
     library: str | None = None
 
 
+class InitFrom(_Part):
+    """Where a run started by ``--init-from`` took its weights (see :mod:`nncli.train.warmstart`)."""
+
+    run_id: str
+    path: str
+    checkpoint: str
+    epoch: _Count | None = None
+    optimizer: bool = False
+
+
+class ResumeChange(_Part):
+    """What one resume changed in the config (``train.epochs: 6 -> 10``)."""
+
+    resumed: str
+    changed: list[str]
+
+
 class RunInfo(_Part):
     """run.json. Unknown keys are kept (a newer nncli may add some); known ones must have their type."""
 
@@ -84,6 +101,9 @@ class RunInfo(_Part):
     error: str | None = None
     blas: BlasInfo | None = None
     warnings: list[str] = []
+    init_from: InitFrom | None = None
+    changes: list[ResumeChange] = []
+    restored_epoch: Annotated[int, Field(ge=1)] | None = None  # restore_best_weights put this epoch's weights back
 
 
 def validate_run_info(raw: Any, where: str) -> dict:

@@ -11,7 +11,6 @@ run.json says ``running`` while nobody holds the lock is known to have crashed.
 from __future__ import annotations
 
 import csv
-import difflib
 import errno
 import fcntl
 import json
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from nncli.errors import RunError
+from nncli.errors import RunError, close_matches
 from nncli.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 - re-exported
 from nncli.train.files import open_folder, atomic_write
 from nncli.train.runinfo import validate_run_info
@@ -38,6 +37,7 @@ LOCK = "run.lock"
 # The files nncli writes in a run folder (and in checkpoints/): only their temporary files are cleaned up.
 RUN_FILES = ("config.yaml", "run.json", "metrics.csv", "loss.png")
 CHECKPOINT_FILES = tuple(f"{name}.safetensors" for name in CHECKPOINTS)
+EPOCH_CHECKPOINT = re.compile(r"epoch-(?P<epoch>\d{4,7})\.safetensors")  # train.checkpoint: {every, keep}
 _TMP = re.compile(r"\.(?P<name>.+)\.nncli-[0-9a-f]{8}\.tmp")
 _TAKEN = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)  # rename refused: the name is in use
 
@@ -107,7 +107,7 @@ def resolve_run(runs_dir: str | Path, run_id: str) -> Path:
     if Path(run_id).is_dir() and (Path(run_id) / "run.json").is_file():
         return Path(run_id)  # a run folder in the current folder, named as it is listed there
     ids = [p.name for p in runs]
-    close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.4)
+    close = close_matches(run_id, ids, n=3)
     hint = f" Closest: {', '.join(close)}." if close else (f" Runs: {', '.join(ids[:5])}." if ids else "")
     raise RunError(f"no run '{run_id}' in {runs_dir}/.{hint}")
 
@@ -286,7 +286,8 @@ class RunFolder:
     def check_no_links(self) -> None:
         """A RunError if the run folder, checkpoints/ or a file nncli writes there is a symbolic link."""
         entries = [self.path, self.checkpoints, self.path / LOCK, *(self.path / n for n in RUN_FILES),
-                   *(self.checkpoints / n for n in CHECKPOINT_FILES)]
+                   *(self.checkpoints / n for n in CHECKPOINT_FILES),
+                   *(self.checkpoints / f"epoch-{e:04d}.safetensors" for e in self.epoch_checkpoints())]
         for entry in entries:
             if entry.is_symlink():
                 raise RunError(f"{entry} is a symbolic link: nncli never writes through links in a run folder "
@@ -302,11 +303,33 @@ class RunFolder:
             try:
                 for entry in os.listdir(dir_fd):
                     match = _TMP.fullmatch(entry)
-                    if match and match["name"] in names and stat.S_ISREG(
+                    ours = match and (match["name"] in names or (
+                        folder == self.checkpoints and EPOCH_CHECKPOINT.fullmatch(match["name"])))
+                    if ours and stat.S_ISREG(
                             os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                         os.unlink(entry, dir_fd=dir_fd)
             finally:
                 os.close(dir_fd)
+
+    def epoch_checkpoints(self) -> list[int]:
+        """The epochs of the periodic checkpoints (``checkpoints/epoch-0007.safetensors``), oldest first."""
+        try:
+            names = os.listdir(self.checkpoints)
+        except OSError:
+            return []
+        return sorted(int(m["epoch"]) for m in map(EPOCH_CHECKPOINT.fullmatch, names) if m)
+
+    def delete_checkpoint(self, name: str) -> None:
+        """Remove ``checkpoints/<name>.safetensors`` (a regular file, never through a link)."""
+        dir_fd = open_folder(self.checkpoints, follow=False)
+        try:
+            entry = f"{name}.safetensors"
+            if stat.S_ISREG(os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                os.unlink(entry, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dir_fd)
 
     def write_config(self, config: dict) -> None:
         atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode(), follow_links=False)

@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-import nncli.autodiff.gradcheck as gradcheck
+import nncli.gradtool as gradtool
 from nncli.cli import app
 from nncli.errors import ExpressionError
 
@@ -115,7 +115,7 @@ def test_interrupt_exits_130(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gradcheck, "check_expression", interrupted)
+    monkeypatch.setattr(gradtool, "check_expression", interrupted)
     assert grad("a", "--at", "a=1").exit_code == 130
 
 
@@ -123,7 +123,7 @@ def test_library_errors_are_reported_by_the_shared_runner(monkeypatch):
     def bad(*args, **kwargs):
         raise ExpressionError("something specific", where="here")
 
-    monkeypatch.setattr(gradcheck, "check_expression", bad)
+    monkeypatch.setattr(gradtool, "check_expression", bad)
     result = grad("a", "--at", "a=1")
     assert result.exit_code == 2 and result.stderr == "error: here: something specific\n"
 

@@ -115,19 +115,25 @@ def test_r2_of_a_regression(folder):
 
 
 def test_early_stopping_and_the_best_epoch_ask_the_metric_which_way_is_better():
-    from nncli.nn import losses, metrics
-    from nncli.train.loop import EarlyStopping, Trainer
+    from nncli.nn import metrics
+    from nncli.train.callbacks import EarlyStopping
+    from nncli.train.loop import Trainer
 
     names = ["f1", "auc", "r2", "accuracy", "mae"]
+    stopping = EarlyStopping("val_r2", patience=1)  # mode auto: the metric's class says which way
     trainer = Trainer(None, None, None, None, metrics={n: metrics.get(n) for n in names}, monitor="val_f1",
-                      validation=([], []), early_stopping=EarlyStopping("val_r2", patience=1))
+                      validation=([], []), callbacks=[stopping])
     assert [trainer.maximize(f"val_{n}") for n in names] == [True, True, True, True, False]
     assert not trainer.maximize("val_loss")
+    stopping.on_train_begin(trainer)
     for epoch, (f1, r2) in enumerate([(0.5, 0.1), (0.6, 0.3), (0.7, 0.5), (0.65, 0.4), (0.66, 0.45)], 1):
         trainer._track_best(epoch, {"val_f1": f1, "val_r2": r2})
-    # rising values were improvements: the best f1 is epoch 3's, and r2 stopped only after falling twice
+        if not trainer.stop_training:
+            stopping.on_epoch_end(trainer, epoch, {"val_f1": f1, "val_r2": r2})
+    # rising values were improvements: the best f1 is epoch 3's, and r2 (best at epoch 3) stopped one
+    # epoch later, patience 1 as Keras counts it
     assert (trainer.state.best_epoch, trainer.state.best_value) == (3, 0.7)
-    assert trainer.state.stopped_early and trainer.state.es_best == 0.5
+    assert trainer.stop_training and (stopping.stopped_epoch, stopping.best, stopping.best_epoch) == (4, 0.5, 3)
 
 
 class _StopAt:

@@ -174,7 +174,7 @@ def test_a_result_refused_for_its_size_is_never_computed(monkeypatch):
     calls = []
     real_mul = ad.mul
     monkeypatch.setattr(ad, "mul", lambda *a, **k: calls.append(a) or real_mul(*a, **k))
-    import nncli.autodiff.expr as expr_module
+    import nncli.gradtool.expr as expr_module
 
     monkeypatch.setattr(expr_module, "_OPS", {})  # rebuild the op table with the spy
     result = cli("grad", "x * y", "--at", "x=randn(10000, 1)", "--at", "y=randn(1, 10000)")

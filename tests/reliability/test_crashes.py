@@ -28,7 +28,10 @@ import nncli.train.session as session
 from nncli.train.runs import load_checkpoint
 
 # Short epochs (6 batches) so that checkpoint writes are frequent; xor improves for long enough
-# that checkpoints/best.safetensors is rewritten often too.
+# that checkpoints/best.safetensors is rewritten often too. Every built-in callback is active:
+# the learning rate is halved at epochs 8 and later, a periodic checkpoint every 3 epochs keeps
+# two, and early stopping (its best epoch 76 is not best.safetensors' 78) stops at epoch 80 and
+# puts epoch 76's weights back, which its state carries as a snapshot through every kill.
 KILL_CONFIG = """\
 seed: 5
 data: {source: xor, samples: 64, validation_split: 0.25, batch_size: 8}
@@ -40,8 +43,14 @@ model:
     - {type: Dense, units: 1}
 loss: {type: BinaryCrossentropy, from_logits: true}
 optimizer: {type: Adam, learning_rate: 0.01}
-train: {epochs: 100, metrics: [accuracy]}
+train:
+  epochs: 100
+  metrics: [accuracy]
+  early_stopping: {monitor: val_loss, patience: 4, min_delta: 0.001, start_from_epoch: 10, restore_best_weights: true}
+  reduce_lr_on_plateau: {monitor: val_loss, factor: 0.5, patience: 3}
+  checkpoint: {every: 3, keep: 2}
 """
+
 
 def _start(tmp_path: Path, *args, faults: str = "") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NNCLI_FAULTS": faults}
@@ -63,8 +72,9 @@ def metrics_without_time(run: Path) -> list[dict]:
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_checkpoint(a)[0], load_checkpoint(b)[0]
+    (wa, ma), (wb, mb) = load_checkpoint(a), load_checkpoint(b)
     wa.pop("run/history"), wb.pop("run/history")  # its time_s differs; metrics.csv is compared instead
+    assert ma.get("callbacks") == mb.get("callbacks")  # every callback's state too
     assert wa.keys() == wb.keys()
     for key in wa:
         np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
@@ -73,14 +83,16 @@ def assert_same_weights(a: Path, b: Path) -> None:
 # Where a kill is aimed: after a random batch, or at a random stage of a random write (every run
 # file nncli writes, the checkpoints most), with a batch kill behind it in case that write never comes.
 WRITES = ["last.safetensors", "last.safetensors", "best.safetensors", "best.safetensors", "run.json",
-          "metrics.csv", "config.yaml", "*"]
+          "metrics.csv", "config.yaml", "epoch", "*"]
 STAGES = ["open", "half", "synced", "renamed"]
 
 
-def _aim(rng: random.Random, kill: int) -> str:
+def _aim(rng: random.Random, kill: int, epochs_done: int) -> str:
     if kill % 2 == 0:
         return f"batch:{rng.randint(1, 12)}=SIGKILL"
     name, count, stage = rng.choice(WRITES), rng.randint(1, 2), rng.choice(STAGES)
+    if name == "epoch":  # the next periodic checkpoint (every 3 epochs), written once
+        name, count = f"epoch-{(epochs_done // 3 + 1) * 3:04d}.safetensors", 1
     return f"write:{name}:{count}:{stage}=SIGKILL,batch:14=SIGKILL"
 
 
@@ -98,9 +110,10 @@ def test_sigkill_at_aimed_moments_then_resume_is_exact(tmp_path):
     mid_write = 0
     for kill in range(24):
         started = (run / "run.json").is_file()
+        done = json.loads((run / "run.json").read_text()).get("epochs_done") or 0 if started else 0
         debris = _partial_writes(run)  # left by earlier kills, until a resume removes it
         proc = _start(tmp_path, "train", cfg, "--runs-dir", runs, "--quiet",
-                      *(("--resume", "cut") if started else ("--run-id", "cut")), faults=_aim(rng, kill))
+                      *(("--resume", "cut") if started else ("--run-id", "cut")), faults=_aim(rng, kill, done))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, f"kill {kill}: exit {proc.returncode}\n{err}"
         mid_write += bool(_partial_writes(run) - debris)
@@ -112,11 +125,20 @@ def test_sigkill_at_aimed_moments_then_resume_is_exact(tmp_path):
     final = _start(tmp_path, "train", cfg, "--runs-dir", runs, "--resume", "cut", "--quiet")
     assert final.wait(timeout=300) == 0, final.stderr.read()
     final.stdout.close(), final.stderr.close()
-    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    info, whole_info = (json.loads((r / "run.json").read_text()) for r in (run, runs / "whole"))
+    assert (info["status"], info["epochs_done"], info["restored_epoch"]) == ("early_stopped", 80, 76)
+    assert (whole_info["status"], whole_info["epochs_done"], whole_info["restored_epoch"]) == ("early_stopped", 80, 76)
     assert _partial_writes(run) == set()  # debris of cut writes removed
     assert metrics_without_time(run) == metrics_without_time(runs / "whole")
-    for name in ("last", "best"):
-        assert_same_weights(run / f"checkpoints/{name}.safetensors", runs / f"whole/checkpoints/{name}.safetensors")
+    lrs = [float(row["lr"]) for row in metrics_without_time(run)]
+    assert lrs[0] == 0.01 and lrs[-1] < 0.01  # the plateau callback lowered it, at the same epochs
+    names = sorted(p.name for p in (runs / "whole/checkpoints").iterdir())
+    assert names == ["best.safetensors", "epoch-0075.safetensors", "epoch-0078.safetensors", "last.safetensors"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == names
+    for name in names:
+        assert_same_weights(run / f"checkpoints/{name}", runs / f"whole/checkpoints/{name}")
+    _, meta = load_checkpoint(run / "checkpoints/last.safetensors")
+    assert meta["callbacks"]["early_stopping"]["state"]["best_epoch"] == 76  # its snapshot went into last
 
 
 # -- a full disk ---------------------------------------------------------------------------
@@ -249,7 +271,9 @@ def test_a_crash_between_the_best_and_last_checkpoints_loses_nothing(tmp_path, m
     cfg = write(tmp_path, TINY.replace("epochs: 2", "epochs: 3"))
     whole = train(cfg, runs_dir=tmp_path, run_id="whole")
     assert whole.trainer.state.best_epoch == 3
-    real = session.write_checkpoint
+    import nncli.train.recorder as recorder
+
+    real = recorder.write_checkpoint  # the recorder writes every checkpoint of a run
     written = []
 
     def crash_after_first_write_of_epoch_3(run, name, trainer, *rest):
@@ -260,7 +284,7 @@ def test_a_crash_between_the_best_and_last_checkpoints_loses_nothing(tmp_path, m
             written.append(name)
 
     with monkeypatch.context() as patch:
-        patch.setattr(session, "write_checkpoint", crash_after_first_write_of_epoch_3)
+        patch.setattr(recorder, "write_checkpoint", crash_after_first_write_of_epoch_3)
         with pytest.raises(_Crash):
             train(cfg, runs_dir=tmp_path, run_id="cut")
     assert len(written) == 1

@@ -9,9 +9,9 @@ sections and their defaults in :mod:`~nncli.train.config.schema`. ``explain_conf
 """
 
 from nncli.train.config.explain import Entry, explain_config, schema_rows
-from nncli.train.config.pipeline import config_from_dict, load_config
+from nncli.train.config.pipeline import config_from_dict, listed_plugins, load_config
 from nncli.train.config.result import Config
 from nncli.train.config.schema import BUILTIN_DATASETS, DataConfig, EarlyStoppingConfig, TrainConfig
 
-__all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "load_config", "config_from_dict",
+__all__ = ["Config", "DataConfig", "TrainConfig", "EarlyStoppingConfig", "load_config", "config_from_dict", "listed_plugins",
            "explain_config", "schema_rows", "Entry", "BUILTIN_DATASETS"]

@@ -31,7 +31,7 @@ __all__ = ["Checker", "unknown_name"]
 
 _NOUNS = {"layers": "a layer", "losses": "a loss", "optimizers": "an optimizer", "schedules": "a learning-rate schedule",
           "initializers": "an initializer", "activations": "an activation", "metrics": "a metric", "models": "a model",
-          "loggers": "a logger"}
+          "loggers": "a logger", "callbacks": "a callback"}
 _NAMED_PARAMS = {"activation": "activations", "recurrent_activation": "activations", "learning_rate": "schedules"}
 _STRICT = {int: Annotated[int, Strict()], float: Annotated[float, Strict()],  # float still takes ints
            bool: Annotated[bool, Strict()], str: Annotated[str, Strict()]}

@@ -26,8 +26,8 @@ from nncli.train.config.marks import Document, Key, format_path
 from nncli.train.config.pipeline import plugin_hint, resolve
 from nncli.train.config.reader import read_document
 from nncli.train.config.result import Config
-from nncli.train.config.schema import (DataConfig, EarlyStoppingConfig, SequentialConfig, SweepConfig, TopLevel,
-                                       TrainConfig)
+from nncli.train.config.schema import (CheckpointConfig, DataConfig, EarlyStoppingConfig, ReduceLROnPlateauConfig,
+                                       SequentialConfig, SweepConfig, TopLevel, TrainConfig)
 from nncli.train.config.validate import validate
 
 __all__ = ["Entry", "Explained", "explain_config", "schema_rows", "json_schema"]
@@ -178,7 +178,7 @@ def _default_text(info) -> str:
 
 
 _NESTED = {"data": DataConfig, "model": SequentialConfig, "train": TrainConfig, "early_stopping": EarlyStoppingConfig,
-           "sweep": SweepConfig}
+           "reduce_lr_on_plateau": ReduceLROnPlateauConfig, "checkpoint": CheckpointConfig, "sweep": SweepConfig}
 
 
 def schema_rows() -> list[dict[str, str]]:

@@ -24,8 +24,8 @@ import os
 import re
 from typing import Any
 
-from nncli.errors import ConfigError
-from nncli.train.config.marks import Document, Key, Problem, did_you_mean, format_path
+from nncli.errors import ConfigError, did_you_mean
+from nncli.train.config.marks import Document, Key, Problem, format_path
 from nncli.train.config.schema import SECTIONS
 
 __all__ = ["interpolate"]

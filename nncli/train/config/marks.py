@@ -7,12 +7,11 @@ is one line of an error, ``file:line:col: dotted.path: expected X, found Y``.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from nncli.errors import ConfigError
+from nncli.errors import ConfigError, did_you_mean
 
 Key = tuple  # a path into the data: ("model", "layers", 2, "units")
 
@@ -54,12 +53,6 @@ def describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
     return f"a {type(value).__name__} ({value})"
-
-
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the option closest to ``name``, or ``""``."""
-    match = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def unknown_key(key: str, names: list[str], owner: str) -> str:

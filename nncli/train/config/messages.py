@@ -13,7 +13,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from nncli.train.config.marks import REQUIRED, Key, Locator, Problem, describe, did_you_mean, format_path, unknown_key
+from nncli.errors import did_you_mean
+from nncli.train.config.marks import REQUIRED, Key, Locator, Problem, describe, format_path, unknown_key
 
 __all__ = ["validation_problems"]
 

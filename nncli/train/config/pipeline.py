@@ -24,7 +24,7 @@ from nncli.train.config.reader import read_document
 from nncli.train.config.result import Config
 from nncli.train.config.validate import validate
 
-__all__ = ["load_config", "config_from_dict", "resolve", "plugin_hint", "NOT_IMPORTED"]
+__all__ = ["load_config", "config_from_dict", "resolve", "listed_plugins", "plugin_hint", "NOT_IMPORTED"]
 
 NOT_IMPORTED = " (the config lists plugins, which were not imported here)"
 
@@ -71,6 +71,17 @@ def resolve(doc: Document, overrides: Iterable[str] = (), *, import_plugins: boo
         if import_plugins:
             doc.problems += import_plugin_files(doc.data, doc.locator, doc.base_dir, doc.path)
     return doc
+
+
+def listed_plugins(path: str | Path) -> list[str]:
+    """The ``plugins:`` entries of a config (its ``base:`` files included), read, never imported or validated.
+
+    What a caller asks before it decides whether to import them (a run folder's config.yaml may
+    come from anyone).
+    """
+    doc = resolve(read_document(Path(path)), import_plugins=False)
+    plugins = doc.data.get("plugins") if isinstance(doc.data, dict) else None
+    return [str(p) for p in plugins] if isinstance(plugins, list) else []
 
 
 def plugin_hint(doc: Document, imported: bool) -> str:

@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nncli.data.builtin import MAX_SAMPLES
+from nncli.data.builtin import BUILTIN_SETS, MAX_SAMPLES
 
-__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "SequentialConfig", "SweepConfig", "TopLevel",
-           "BUILTIN_DATASETS", "SEQUENTIAL", "PATH_KEYS", "SECTIONS", "MAX_TRIALS"]
+__all__ = ["DataConfig", "TrainConfig", "EarlyStoppingConfig", "ReduceLROnPlateauConfig", "CheckpointConfig",
+           "SequentialConfig", "SweepConfig", "TopLevel", "BUILTIN_DATASETS", "SEQUENTIAL", "PATH_KEYS", "SECTIONS",
+           "MAX_TRIALS"]
 
-BUILTIN_DATASETS = ("digits", "iris", "xor", "moons", "spirals", "circles", "toy")  # as in SPEC.md
+BUILTIN_DATASETS = BUILTIN_SETS  # the one list, kept by nncli.data.builtin
 SEQUENTIAL = "Sequential"  # model.type when the config leaves it out
 PATH_KEYS = (("data", "source"), ("data", "labels"), ("data", "validation"), ("data", "test"))  # file paths
 # (relative to the file that names them)
@@ -75,14 +76,43 @@ class DataConfig(_Section):
         return self.test_split > 0 or self.test is not None
 
 
+_Mode = Literal["auto", "min", "max"]
+_MODE = "auto: the metric's own direction (accuracy, f1, auc, r2... are maximised), else min or max"
+
+
 class EarlyStoppingConfig(_Section):
-    """``train.early_stopping``: stop when the monitored value stops improving."""
+    """``train.early_stopping``: stop when the monitored value stops improving (Keras's EarlyStopping)."""
 
     monitor: str = Field("val_loss", description="the logged value to watch: loss, val_loss, <metric>, val_<metric>")
-    patience: Annotated[int, Field(ge=0)] = Field(5, description="epochs without improvement before stopping")
+    patience: Annotated[int, Field(ge=0)] = Field(
+        5, description="epochs without improvement before stopping, as Keras counts them (1: one epoch after the best)")
     min_delta: Annotated[float, Field(ge=0)] = Field(0.0, description="smallest change that counts as an improvement")
-    mode: Literal["auto", "min", "max"] = Field(
-        "auto", description="auto: max for metrics that are maximised (accuracy, f1, auc, r2...), else min")
+    mode: _Mode = Field("auto", description=_MODE)
+    baseline: float | None = Field(None, description="a value to beat; epochs that do not beat it count as no "
+                                                     "improvement")
+    restore_best_weights: bool = Field(False, description="on stopping, put the best epoch's weights back (into "
+                                                          "checkpoints/last.safetensors too)")
+    start_from_epoch: Annotated[int, Field(ge=0)] = Field(0, description="epochs of warm-up before watching")
+
+
+class ReduceLROnPlateauConfig(_Section):
+    """``train.reduce_lr_on_plateau``: lower the learning rate on a plateau (Keras's ReduceLROnPlateau)."""
+
+    monitor: str = Field("val_loss", description="the logged value to watch")
+    factor: Annotated[float, Field(gt=0, lt=1)] = Field(0.1, description="new rate = rate * factor")
+    patience: Annotated[int, Field(ge=0)] = Field(10, description="epochs without improvement before a reduction")
+    mode: _Mode = Field("auto", description=_MODE)
+    min_delta: Annotated[float, Field(ge=0)] = Field(1e-4, description="smallest change that counts as an improvement")
+    cooldown: Annotated[int, Field(ge=0)] = Field(0, description="epochs after a reduction in which nothing is counted")
+    min_lr: Annotated[float, Field(ge=0)] = Field(0.0, description="the rate never goes below this")
+
+
+class CheckpointConfig(_Section):
+    """``train.checkpoint``: periodic checkpoints besides best and last."""
+
+    every: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = Field(
+        1, description="write checkpoints/epoch-NNNN.safetensors every this many epochs")
+    keep: Annotated[int, Field(ge=1)] | None = Field(None, description="keep the most recent this many; null: all")
 
 
 class TrainConfig(_Section):
@@ -99,8 +129,14 @@ class TrainConfig(_Section):
     loggers: list[str | dict] = Field([], description="tools the run is also sent to, each a name or {type: <logger>, "
                                                       "...params}: tensorboard (runs/<id>/tensorboard/), mlflow "
                                                       "(MLFLOW_TRACKING_URI, default runs/mlflow.db)")
+    reduce_lr_on_plateau: ReduceLROnPlateauConfig | None = Field(
+        None, description="null: a fixed learning rate; true: the defaults; or a mapping of the keys below")
+    checkpoint: CheckpointConfig | None = Field(
+        None, description="null: only best and last; or {every: N, keep: k}")
+    callbacks: list[Any] = Field([], description="registered callbacks (nncli layers --kind callbacks), each "
+                                                 "{type: <callback>, ...params} or a name")
 
-    @field_validator("early_stopping", mode="before")
+    @field_validator("early_stopping", "reduce_lr_on_plateau", "checkpoint", mode="before")
     @classmethod
     def _switch(cls, value):
         return {} if value is True else (None if value is False else value)
@@ -168,4 +204,6 @@ class TopLevel(_Section):
 
 
 SECTIONS = {(): TopLevel, ("data",): DataConfig, ("train",): TrainConfig,
-            ("train", "early_stopping"): EarlyStoppingConfig, ("sweep",): SweepConfig}  # the fixed parts, by path
+            ("train", "early_stopping"): EarlyStoppingConfig,
+            ("train", "reduce_lr_on_plateau"): ReduceLROnPlateauConfig, ("train", "checkpoint"): CheckpointConfig,
+            ("sweep",): SweepConfig}  # the fixed parts, by path

@@ -12,11 +12,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from nncli.errors import ConfigError
+import nncli.train.callbacks  # noqa: F401 - registers the built-in callbacks (train.callbacks may name them)
+from nncli.errors import ConfigError, did_you_mean
 from nncli.nn import registry
 from nncli.train import loggers  # importing it registers the built-in loggers
 from nncli.train.config.components import Checker, unknown_name
-from nncli.train.config.marks import Document, Key, describe, did_you_mean, raise_problems
+from nncli.train.config.marks import Document, Key, describe, raise_problems
 from nncli.train.config.result import Config
 from nncli.train.config.schema import (BUILTIN_DATASETS, PATH_KEYS, SEQUENTIAL, DataConfig, SequentialConfig,
                                        SweepConfig, TopLevel, TrainConfig)
@@ -57,6 +58,7 @@ def validate(doc: Document, plugin_hint: str = "") -> Config:
     if train_cfg is not None:
         train_cfg = _check_monitors(check, train_cfg, data_cfg)
         train_cfg = _check_loggers(check, train_cfg)
+        train_cfg = _check_callbacks(check, train_cfg, optimizer)
     # a value whose ${...} failed was reported once: its raw text would only fail validation again
     sweep = check.section(SweepConfig, data["sweep"], ("sweep",)) if isinstance(data.get("sweep"), dict) else None
     raise_problems([p for p in check.problems if any(p is q for q in earlier)
@@ -153,8 +155,9 @@ def _check_monitors(check: Checker, cfg: TrainConfig, data_cfg: DataConfig | Non
     train_values = ["loss", *cfg.metrics]
     logged = train_values + ([f"val_{m}" for m in train_values] if validated else [])
     monitors: list[tuple[Key, str]] = [(("train", "monitor"), cfg.monitor)]
-    if cfg.early_stopping is not None:
-        monitors.append((("train", "early_stopping", "monitor"), cfg.early_stopping.monitor))
+    for section in ("early_stopping", "reduce_lr_on_plateau"):
+        if getattr(cfg, section) is not None:
+            monitors.append((("train", section, "monitor"), getattr(cfg, section).monitor))
     for where, name in monitors:
         written = check.written(where)
         if not validated and name.startswith("val_") and name[4:] in train_values:
@@ -187,6 +190,17 @@ def _check_loggers(check: Checker, cfg: TrainConfig) -> TrainConfig:
             check.add(path, problem)
         specs.append(made)
     return cfg.model_copy(update={"loggers": specs})
+
+
+def _check_callbacks(check: Checker, cfg: TrainConfig, optimizer: dict | None) -> TrainConfig:
+    """``train.callbacks`` against the callbacks registry; a plateau needs a fixed learning rate."""
+    specs = [check.component("callbacks", spec, ("train", "callbacks", i)) for i, spec in enumerate(cfg.callbacks)]
+    lr = optimizer.get("learning_rate") if optimizer else None
+    if cfg.reduce_lr_on_plateau is not None and isinstance(lr, dict):
+        check.add(("train", "reduce_lr_on_plateau"),
+                  f"expected a number as optimizer.learning_rate to reduce on a plateau, found the schedule "
+                  f"{lr.get('type')} (as in Keras, a scheduled rate cannot also be reduced); drop one of the two")
+    return cfg.model_copy(update={"callbacks": specs}) if None not in specs else cfg
 
 
 def _check_model(check: Checker, spec: dict | str) -> dict | None:

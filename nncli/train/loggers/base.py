@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nncli.train.loop import Callback
+from nncli.train.callbacks.base import Callback
 
 __all__ = ["Logger", "LoggerRun", "flat_config"]
 

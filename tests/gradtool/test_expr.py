@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nncli.autodiff as ad
-from nncli.autodiff import expr as E
-from nncli.autodiff.expr import Call, ListOf, Num, Var, evaluate, parse
-from nncli.autodiff.values import parse_bindings, parse_value
+from nncli.gradtool import expr as E
+from nncli.gradtool.expr import Call, ListOf, Num, Var, evaluate, parse
+from nncli.gradtool.values import parse_bindings, parse_value
 from nncli.errors import ExpressionError
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.autodiff.expr import ALLOWED_OPS, _KIND_NAMES
+from nncli.gradtool.expr import ALLOWED_OPS, _KIND_NAMES
 from nncli.errors import ExpressionError
 
 MAX_VALUE_LENGTH = 100_000  # characters of one --at value
