@@ -110,7 +110,6 @@ class Adam(Optimizer):
         grads = self._clip(indices, [g if g.dtype == dtype else g.astype(dtype) for g in grads])
         t = self.iterations + 1
         b1, b2 = self.beta_1, self.beta_2
-        alpha = self.learning_rate * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         work, m, v = flat[""], flat["m"], flat["v"]
         parts = self._scratch
         for g, w, slots in zip(grads, parts, self._slots):
@@ -122,19 +121,13 @@ class Adam(Optimizer):
         work -= v
         work *= 1.0 - b2
         v += work
-        if self.amsgrad:
-            v = np.maximum(flat["vhat"], v, out=flat["vhat"])
-        np.sqrt(v, out=work)
-        work += self.epsilon
-        np.divide(m, work, out=work)
-        work *= alpha
+        self._direction(m, v, flat.get("vhat"), work, self._alpha(self.learning_rate, t))
         for p, w in zip(arrays, parts):
             p -= w
         self.iterations = t
 
     def _step(self, p, g, slots, work, lr, t):
         b1, b2 = self.beta_1, self.beta_2
-        alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         m, v = slots["m"], slots["v"]
         np.subtract(g, m, out=work)
         work *= 1.0 - b1
@@ -143,13 +136,22 @@ class Adam(Optimizer):
         work -= v
         work *= 1.0 - b2
         v += work
+        self._direction(m, v, slots.get("vhat"), work, self._alpha(lr, t))
+        p -= work
+
+    def _alpha(self, lr, t) -> float:
+        """The step size with both moments' bias corrections folded in."""
+        return lr * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+
+    def _direction(self, m, v, vhat, work, alpha) -> None:
+        """``work = alpha * m / (sqrt(v or its running max) + epsilon)``, in place: the second half
+        of the step that the flat and the per-parameter paths share."""
         if self.amsgrad:
-            v = np.maximum(slots["vhat"], v, out=slots["vhat"])
+            v = np.maximum(vhat, v, out=vhat)
         np.sqrt(v, out=work)
         work += self.epsilon
         np.divide(m, work, out=work)
         work *= alpha
-        p -= work
 
     def _hyper(self) -> dict:
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad}
