@@ -13,18 +13,17 @@ from __future__ import annotations
 from nncli.autodiff.state import STATE
 
 
-def record(op, inputs, out, saved, attrs) -> None:
-    """Append the node to every recording tape that watches one of ``inputs``."""
-    if out._data.dtype.kind != "f":
-        return
+def record(tapes, op, inputs, out, saved, attrs) -> None:
+    """Append the node to every recording tape of ``tapes`` that watches one of ``inputs``
+    (``apply`` has checked that the op is differentiable and ``out`` is float)."""
     node = None
-    for tape in STATE.tapes:
+    for tape in tapes:
         if not tape._recording:
             continue
-        tracked = tape._tracked
+        tracked = tape._tracked  # the tensors themselves: no id() per check
         hit = False
         for t in inputs:
-            if id(t) in tracked:
+            if t in tracked:
                 hit = True
             elif t._variable and tape._watch_accessed and t.trainable and t._data.dtype.kind == "f":
                 tape._watch_one(t)
@@ -37,4 +36,4 @@ def record(op, inputs, out, saved, attrs) -> None:
                         versions = [(t, t._version)] if versions is None else versions + [(t, t._version)]
                 node = (op, inputs, out, saved, attrs, versions)
             tape._nodes.append(node)
-            tracked.add(id(out))
+            tracked.add(out)

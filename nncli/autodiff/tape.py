@@ -85,43 +85,71 @@ def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
     """Gradients of ``target`` w.r.t. ``sources`` over the recorded ``nodes``, computed by ``rules``.
 
     Returns one gradient per source (as ``rules.result`` makes it), None where the target does
-    not depend on the source. Only float sources among the ``watched`` ids get gradients.
+    not depend on the source. Only float sources among the ``watched`` tensors get gradients.
+    Values are keyed by the tensors themselves (never by ``id``, which a freed tensor passes on).
+    With :data:`ARRAYS` the loop calls each op's rule itself, on the arrays (the same call
+    ``ArrayRules.node`` makes), and one- and two-input nodes are unrolled: this loop is most of
+    what an eager op costs.
     """
-    source_ids = {id(s) for s in sources if id(s) in watched and s._data.dtype.kind == "f"}
-    needed = set(source_ids)
+    srcs = {s for s in sources if s in watched and s._data.dtype.kind == "f"}
+    needed = set(srcs)
     relevant = []
+    mark, keep = needed.add, relevant.append
     for node in nodes:  # forward pass: which recorded values depend on a source
-        needs = [id(t) in needed for t in node[1]]
-        if True in needs:
-            needed.add(id(node[2]))
-            relevant.append((node, needs))
-    if id(target) not in needed:
+        for t in node[1]:
+            if t in needed:
+                mark(node[2])
+                keep(node)
+                break
+    if target not in needed:
         return [None] * len(sources)
     seed = rules.seed(target, output_gradients)
     if seed.shape != target.shape:
         raise ValueError(f"output_gradients has shape {seed.shape}, the target {target.shape}")
-    grads = {id(target): seed}
+    grads = {target: seed}
     pop, get = grads.pop, grads.get
     node_grads, reduce, add = rules.node, rules.sum_to, rules.add
-    for node, needs in reversed(relevant):
-        out = node[2]
-        key = id(out)
-        g = get(key) if key in source_ids else pop(key, None)
+    arrays = rules is ARRAYS
+    for node in reversed(relevant):
+        op, inputs, out, saved, attrs, versions = node
+        g = get(out) if out in srcs else pop(out, None)
         if g is None:
             continue
-        if node[5]:
-            _check_versions(node[0], node[5])
-        in_grads = node_grads(node, g, needs)
-        for t, need, gi in zip(node[1], needs, in_grads):
+        if versions:
+            _check_versions(op, versions)
+        n = len(inputs)
+        if n == 1:  # a relevant one-input node needs its input's gradient
+            gi = (op.backward(NP, g, (inputs[0]._data,), out._data, saved, attrs, _NEED1) if arrays
+                  else node_grads(node, g, _NEED1))[0]
+            if gi is not None:
+                t = inputs[0]
+                shape = t._data.shape
+                if gi.shape != shape:  # undo broadcasting, once, here
+                    gi = reduce(gi, shape)
+                prev = get(t)
+                grads[t] = gi if prev is None else add(prev, gi)
+            continue
+        if n == 2:
+            a, b = inputs
+            needs = (a in needed, b in needed)
+            in_grads = (op.backward(NP, g, (a._data, b._data), out._data, saved, attrs, needs) if arrays
+                        else node_grads(node, g, needs))
+        else:
+            needs = [t in needed for t in inputs]
+            in_grads = (op.backward(NP, g, [t._data for t in inputs], out._data, saved, attrs, needs) if arrays
+                        else node_grads(node, g, needs))
+        for t, need, gi in zip(inputs, needs, in_grads):
             if not need or gi is None:
                 continue
             shape = t._data.shape
-            if gi.shape != shape:  # undo broadcasting, once, here
+            if gi.shape != shape:
                 gi = reduce(gi, shape)
-            k = id(t)
-            prev = get(k)
-            grads[k] = gi if prev is None else add(prev, gi)
-    return [rules.result(s, grads[id(s)]) if id(s) in source_ids and id(s) in grads else None for s in sources]
+            prev = get(t)
+            grads[t] = gi if prev is None else add(prev, gi)
+    return [rules.result(s, grads[s]) if s in srcs and s in grads else None for s in sources]
+
+
+_NEED1 = (True,)
 
 
 def _check_versions(op, versions) -> None:
@@ -174,7 +202,7 @@ class GradientTape:
         self.persistent = persistent
         self._watch_accessed = watch_accessed_variables
         self._nodes: list[tuple] = []
-        self._tracked: set[int] = set()
+        self._tracked: set[Tensor] = set()  # watched values and what depends on them
         self._watched: list[Tensor] = []
         self._recording = False
         self._used = False
@@ -196,8 +224,8 @@ class GradientTape:
             STATE.tapes.remove(self)
 
     def _watch_one(self, t: Tensor) -> None:
-        if id(t) not in self._tracked:
-            self._tracked.add(id(t))
+        if t not in self._tracked:
+            self._tracked.add(t)
             self._watched.append(t)
 
     def watch(self, tensors) -> None:

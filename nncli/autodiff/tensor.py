@@ -227,16 +227,22 @@ def apply(op, inputs, attrs=None) -> Tensor:
         array([1.], dtype=float32)
     """
     n = len(inputs)
-    if n == 1:
+    fn = op.array_fn
+    if fn is not None:  # forward is fn of the arrays, nothing saved: call it without op.forward
+        saved = None
+        data = fn(inputs[0]._data) if n == 1 else fn(inputs[0]._data, inputs[1]._data) if n == 2 else \
+            fn(*[t._data for t in inputs])
+    elif n == 1:
         data, saved = op.forward(attrs, inputs[0]._data)
     elif n == 2:
         data, saved = op.forward(attrs, inputs[0]._data, inputs[1]._data)
     else:
         data, saved = op.forward(attrs, *[t._data for t in inputs])
     out = _new(Tensor)
-    out._data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
-    if STATE.tapes and op.differentiable:
-        record(op, inputs, out, saved, attrs)
+    out._data = data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
+    tapes = STATE.tapes
+    if tapes and op.differentiable and data.dtype.kind == "f":
+        record(tapes, op, inputs, out, saved, attrs)
     trace = STATE.trace
     if trace is not None:
         trace.add(op, inputs, attrs, out, saved)

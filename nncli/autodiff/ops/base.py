@@ -52,6 +52,9 @@ class Primitive:
             record them at all.
         writes_inputs: its forward updates Variable inputs in place (an optimizer step); their
             version counters are bumped so that a tape holding the old values notices.
+        array_fn: for an op whose forward is one function of its arrays saving nothing (a ufunc,
+            ``sigmoid``): that function. ``forward`` then defaults to it, and eager ``apply``
+            calls it directly (the same numpy calls, one Python call fewer per op).
 
     Example:
         >>> class Cube(ad.Primitive):
@@ -65,10 +68,13 @@ class Primitive:
     differentiable = True
     writes_inputs = False
     view_of = None  # the view op a copying (Variable-owned) variant was made from
+    array_fn = None
 
-    @staticmethod
-    def forward(attrs, *xs):
-        raise NotImplementedError
+    @classmethod
+    def forward(cls, attrs, *xs):
+        if cls.array_fn is None:
+            raise NotImplementedError
+        return cls.array_fn(*xs), None
 
     @staticmethod
     def backward(F, g, xs, y, saved, attrs, needs):

@@ -39,7 +39,7 @@ def _is_zero(x): return x == 0
 
 # -- binary arithmetic ------------------------------------------------------------
 class Add(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (a + b, None))
+    array_fn = np.add
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g, g))
     kernel = ufunc_kernel(np.add, 2)
 
@@ -49,7 +49,7 @@ class Add(Primitive):
 
 
 class Sub(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (a - b, None))
+    array_fn = np.subtract
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g, -g if needs[1] else None))
     kernel = ufunc_kernel(np.subtract, 2)
 
@@ -59,7 +59,7 @@ class Sub(Primitive):
 
 
 class Mul(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (a * b, None))
+    array_fn = np.multiply
     kernel = ufunc_kernel(np.multiply, 2)
 
     @staticmethod
@@ -80,7 +80,7 @@ def _div_b(out, g, y, b, mul=np.multiply, neg=np.negative, div=np.true_divide):
 
 
 class Div(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (a / b, None))
+    array_fn = np.true_divide
     kernel = ufunc_kernel(np.true_divide, 2)
 
     @staticmethod
@@ -118,7 +118,7 @@ class Pow(Primitive):
 
 
 class Maximum(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (np.maximum(a, b), None))
+    array_fn = np.maximum
     kernel = ufunc_kernel(np.maximum, 2)
 
     @staticmethod
@@ -128,7 +128,7 @@ class Maximum(Primitive):
 
 
 class Minimum(Primitive):
-    forward = staticmethod(lambda attrs, a, b: (np.minimum(a, b), None))
+    array_fn = np.minimum
     kernel = ufunc_kernel(np.minimum, 2)
 
     @staticmethod
@@ -150,21 +150,21 @@ class Where(Primitive):
 
 # -- unary maths --------------------------------------------------------------------
 class Neg(Primitive):
-    forward = staticmethod(lambda attrs, x: (-x, None))
+    array_fn = np.negative
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (-g,))
     kernel = ufunc_kernel(np.negative, 1)
     grad_kernel = grad_ufunc(np.negative, "g", inplace=(0,))
 
 
 class Exp(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.exp(x), None))
+    array_fn = np.exp
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * y,))
     kernel = ufunc_kernel(np.exp, 1)
     grad_kernel = grad_ufunc(np.multiply, "g", "y")
 
 
 class Log(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.log(x), None))
+    array_fn = np.log
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / xs[0],))
     kernel = ufunc_kernel(np.log, 1)
     grad_kernel = grad_ufunc(np.true_divide, "g", 0)
@@ -176,7 +176,7 @@ def _sqrt_grad(out, g, y):  # g / (y + y)
 
 
 class Sqrt(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.sqrt(x), None))
+    array_fn = np.sqrt
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g / (y + y),))
     kernel = ufunc_kernel(np.sqrt, 1)
 
@@ -191,7 +191,7 @@ def _square_grad(out, g, x):  # g * (x + x)
 
 
 class Square(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.square(x), None))
+    array_fn = np.square
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (xs[0] + xs[0]),))
     kernel = ufunc_kernel(np.square, 1)
 
@@ -201,19 +201,19 @@ class Square(Primitive):
 
 
 class Abs(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.abs(x), None))
+    array_fn = np.abs
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.apply(Mask, (xs[0],), np.sign),))
     kernel = ufunc_kernel(np.abs, 1)
 
 
 class Sin(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.sin(x), None))
+    array_fn = np.sin
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * F.cos(xs[0]),))
     kernel = ufunc_kernel(np.sin, 1)
 
 
 class Cos(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.cos(x), None))
+    array_fn = np.cos
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (-(g * F.sin(xs[0])),))
     kernel = ufunc_kernel(np.cos, 1)
 
@@ -231,7 +231,7 @@ def _tanh_grad(reads, o, out):  # g - g * y * y, as the rule computes it
 
 
 class Tanh(Primitive):
-    forward = staticmethod(lambda attrs, x: (np.tanh(x), None))
+    array_fn = np.tanh
     kernel = ufunc_kernel(np.tanh, 1)
 
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g - g * y * y,))
@@ -297,7 +297,7 @@ def _sigmoid_grad(reads, o, out):  # g * (y - y * y), as the rule computes it
 
 
 class Sigmoid(Primitive):
-    forward = staticmethod(lambda attrs, x: (sigmoid(x), None))
+    array_fn = staticmethod(sigmoid)
 
     backward = staticmethod(lambda F, g, xs, y, s, attrs, needs: (g * (y - y * y),))
 
