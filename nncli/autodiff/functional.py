@@ -36,26 +36,26 @@ def div(a, b): return binary(P.Div, a, b)
 def pow(a, b): return binary(P.Pow, a, b)  # noqa: A001 - the SPEC's name
 def maximum(a, b): return binary(P.Maximum, a, b)
 def minimum(a, b): return binary(P.Minimum, a, b)
-def neg(x): return unary(P.Neg, x)
-def exp(x): return unary(P.Exp, x)
-def log(x): return unary(P.Log, x)
-def sqrt(x): return unary(P.Sqrt, x)
-def square(x): return unary(P.Square, x)
-def abs(x): return unary(P.Abs, x)  # noqa: A001
-def sin(x): return unary(P.Sin, x)
-def cos(x): return unary(P.Cos, x)
-def tanh(x): return unary(P.Tanh, x)
-def relu(x): return unary(P.Relu, x)
+def neg(x): return apply(P.Neg, (x,)) if type(x) is Tensor else unary(P.Neg, x)
+def exp(x): return apply(P.Exp, (x,)) if type(x) is Tensor else unary(P.Exp, x)
+def log(x): return apply(P.Log, (x,)) if type(x) is Tensor else unary(P.Log, x)
+def sqrt(x): return apply(P.Sqrt, (x,)) if type(x) is Tensor else unary(P.Sqrt, x)
+def square(x): return apply(P.Square, (x,)) if type(x) is Tensor else unary(P.Square, x)
+def abs(x): return apply(P.Abs, (x,)) if type(x) is Tensor else unary(P.Abs, x)  # noqa: A001
+def sin(x): return apply(P.Sin, (x,)) if type(x) is Tensor else unary(P.Sin, x)
+def cos(x): return apply(P.Cos, (x,)) if type(x) is Tensor else unary(P.Cos, x)
+def tanh(x): return apply(P.Tanh, (x,)) if type(x) is Tensor else unary(P.Tanh, x)
+def relu(x): return apply(P.Relu, (x,)) if type(x) is Tensor else unary(P.Relu, x)
 
 
 def sigmoid(x):
     """``1 / (1 + exp(-x))``, in two branches so that neither overflows nor loses precision."""
-    return unary(P.Sigmoid, x)
+    return apply(P.Sigmoid, (x,)) if type(x) is Tensor else unary(P.Sigmoid, x)
 
 
 def softplus(x):
     """``log(1 + exp(x))`` without overflow."""
-    return unary(P.Softplus, x)
+    return apply(P.Softplus, (x,)) if type(x) is Tensor else unary(P.Softplus, x)
 
 
 def clip(x, min_value, max_value):

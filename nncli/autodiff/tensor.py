@@ -43,6 +43,16 @@ def _traced(value) -> bool:
     return trace is not None and isinstance(value, Tensor) and trace.is_traced(value)
 
 
+def _operator(op):
+    """The Tensor method ``self <op> o``: two plain tensors of one dtype (the common case) go
+    straight to ``apply``; everything else through the operand rules of :func:`binary`."""
+    def method(self, o):
+        if type(o) is Tensor and type(self) is Tensor and self._data.dtype is o._data.dtype:
+            return apply(op, (self, o))
+        return binary(op, self, o)
+    return method
+
+
 class Tensor:
     """An immutable n-dimensional value; the result of every op.
 
@@ -162,17 +172,17 @@ class Tensor:
     __hash__ = object.__hash__
 
     # -- operators (differentiable) ------------------------------------------------
-    def __add__(self, o): return binary(P.Add, self, o)
+    __add__ = _operator(P.Add)
     def __radd__(self, o): return binary(P.Add, o, self)
-    def __sub__(self, o): return binary(P.Sub, self, o)
+    __sub__ = _operator(P.Sub)
     def __rsub__(self, o): return binary(P.Sub, o, self)
-    def __mul__(self, o): return binary(P.Mul, self, o)
+    __mul__ = _operator(P.Mul)
     def __rmul__(self, o): return binary(P.Mul, o, self)
-    def __truediv__(self, o): return binary(P.Div, self, o)
+    __truediv__ = _operator(P.Div)
     def __rtruediv__(self, o): return binary(P.Div, o, self)
-    def __pow__(self, o): return binary(P.Pow, self, o)
+    __pow__ = _operator(P.Pow)
     def __rpow__(self, o): return binary(P.Pow, o, self)
-    def __matmul__(self, o): return binary(P.MatMul, self, o)
+    __matmul__ = _operator(P.MatMul)
     def __rmatmul__(self, o): return binary(P.MatMul, o, self)
     def __neg__(self): return unary(P.Neg, self)
     def __pos__(self): return self

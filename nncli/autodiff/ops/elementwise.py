@@ -261,7 +261,8 @@ def sigmoid(x: np.ndarray, out=None, den=None) -> np.ndarray:
     an ulp, and the clamp (where sigmoid is 1.0 to the last bit) keeps exp from overflowing.
     Four numpy calls, all in the input's dtype. ``den``: an optional scratch buffer like ``x``.
     """
-    clamp, one = _sigmoid_constants(x.dtype)
+    c = _SIGMOID.get(x.dtype)
+    clamp, one = c if c is not None else _sigmoid_constants(x.dtype)
     if out is None and x.ndim == 0:
         out = np.empty((), x.dtype)  # ufuncs give numpy scalars for 0-d arrays, which cannot be out=
     out = np.minimum(x, clamp, out=out)
