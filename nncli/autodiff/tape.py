@@ -81,7 +81,7 @@ class TensorRules:
 ARRAYS, TENSORS = ArrayRules(), TensorRules()
 
 
-def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
+def backward(nodes, target, sources, output_gradients, rules, watched, complete=None) -> list:
     """Gradients of ``target`` w.r.t. ``sources`` over the recorded ``nodes``, computed by ``rules``.
 
     Returns one gradient per source (as ``rules.result`` makes it), None where the target does
@@ -90,17 +90,25 @@ def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
     With :data:`ARRAYS` the loop calls each op's rule itself, on the arrays (the same call
     ``ArrayRules.node`` makes), and one- and two-input nodes are unrolled: this loop is most of
     what an eager op costs.
+
+    ``complete``: the tape's watched tensors. ``watched`` is them and every recorded output, and
+    every node was recorded because one of its inputs was in it: so when the sources include
+    them all, what depends on the sources is exactly ``watched``, every node is relevant, and
+    the forward pass is skipped (the common case: gradient w.r.t. what the tape watches).
     """
     srcs = {s for s in sources if s in watched and s._data.dtype.kind == "f"}
-    needed = set(srcs)
-    relevant = []
-    mark, keep = needed.add, relevant.append
-    for node in nodes:  # forward pass: which recorded values depend on a source
-        for t in node[1]:
-            if t in needed:
-                mark(node[2])
-                keep(node)
-                break
+    if complete is not None and len(srcs) >= len(complete) and all(w in srcs for w in complete):
+        needed, relevant = watched, nodes
+    else:
+        needed = set(srcs)
+        relevant = []
+        mark, keep = needed.add, relevant.append
+        for node in nodes:  # forward pass: which recorded values depend on a source
+            for t in node[1]:
+                if t in needed:
+                    mark(node[2])
+                    keep(node)
+                    break
     if target not in needed:
         return [None] * len(sources)
     seed = rules.seed(target, output_gradients)
@@ -126,8 +134,7 @@ def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
                 shape = t._data.shape
                 if gi.shape != shape:  # undo broadcasting, once, here
                     gi = reduce(gi, shape)
-                prev = get(t)
-                grads[t] = gi if prev is None else add(prev, gi)
+                grads[t] = add(grads[t], gi) if t in grads else gi
             continue
         if n == 2:
             a, b = inputs
@@ -144,8 +151,7 @@ def backward(nodes, target, sources, output_gradients, rules, watched) -> list:
             shape = t._data.shape
             if gi.shape != shape:
                 gi = reduce(gi, shape)
-            prev = get(t)
-            grads[t] = gi if prev is None else add(prev, gi)
+            grads[t] = add(grads[t], gi) if t in grads else gi
     return [rules.result(s, grads[s]) if s in srcs and s in grads else None for s in sources]
 
 
@@ -289,7 +295,7 @@ class GradientTape:
             rules = ARRAYS
         nodes = list(self._nodes) if own else self._nodes
         try:
-            grads = backward(nodes, target, flat, output_gradients, rules, self._tracked)
+            grads = backward(nodes, target, flat, output_gradients, rules, self._tracked, self._watched)
         finally:
             if not self.persistent:
                 self._nodes, self._tracked = [], set()  # free the graph

@@ -111,6 +111,36 @@ def test_gradient_of_intermediate_and_non_scalar_target():
     np.testing.assert_allclose(tape.gradient(y, x, output_gradients=[1.0, 0.0, 3.0]).numpy(), [2.0, 0.0, 6.0])
 
 
+def test_gradient_with_respect_to_some_watched_values_skips_the_others():
+    # w's node must not be visited (its Variable changed since), so the tape walks only x's part
+    x, w = ad.Variable([1.0, 2.0]), ad.Variable([3.0, 4.0])
+    with ad.GradientTape() as tape:
+        total = ad.sum(x * 2.0 + w * 3.0)
+    w.assign([0.0, 0.0])
+    np.testing.assert_array_equal(tape.gradient(total, x).numpy(), [2.0, 2.0])
+
+
+def test_every_watched_value_and_an_intermediate_as_sources():
+    x = ad.Tensor([1.0, 2.0, 3.0])
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        y = x * 2.0
+        z = ad.sum(y * y)
+    gx, gy = tape.gradient(z, [x, y])
+    np.testing.assert_array_equal(gy.numpy(), [4.0, 8.0, 12.0])
+    np.testing.assert_array_equal(gx.numpy(), [8.0, 16.0, 24.0])  # through y, as TensorFlow
+
+
+def test_a_value_watched_after_a_recorded_op_read_it():
+    x, t = ad.Tensor([2.0]), ad.Tensor([5.0])
+    with ad.GradientTape() as tape:
+        tape.watch(x)
+        z = x * t  # recorded for x; t is watched only now
+        tape.watch(t)
+    gx, gt = tape.gradient(z, [x, t])
+    assert float(gx[0]) == 5.0 and float(gt[0]) == 2.0
+
+
 def test_nested_tapes_give_higher_order():
     x = ad.Variable(3.0)
     with ad.GradientTape() as outer:
