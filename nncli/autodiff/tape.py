@@ -127,31 +127,40 @@ def backward(nodes, target, sources, output_gradients, rules, watched, complete=
             _check_versions(op, versions)
         n = len(inputs)
         if n == 1:  # a relevant one-input node needs its input's gradient
-            gi = (op.backward(NP, g, (inputs[0]._data,), out._data, saved, attrs, _NEED1) if arrays
+            t = inputs[0]
+            gi = (op.backward(NP, g, (t._data,), out._data, saved, attrs, _NEED1) if arrays
                   else node_grads(node, g, _NEED1))[0]
             if gi is not None:
-                t = inputs[0]
                 shape = t._data.shape
                 if gi.shape != shape:  # undo broadcasting, once, here
                     gi = reduce(gi, shape)
                 grads[t] = add(grads[t], gi) if t in grads else gi
-            continue
-        if n == 2:
+        elif n == 2:
             a, b = inputs
             needs = (a in needed, b in needed)
-            in_grads = (op.backward(NP, g, (a._data, b._data), out._data, saved, attrs, needs) if arrays
-                        else node_grads(node, g, needs))
+            ga, gb = (op.backward(NP, g, (a._data, b._data), out._data, saved, attrs, needs) if arrays
+                      else node_grads(node, g, needs))
+            if ga is not None and needs[0]:
+                shape = a._data.shape
+                if ga.shape != shape:
+                    ga = reduce(ga, shape)
+                grads[a] = add(grads[a], ga) if a in grads else ga
+            if gb is not None and needs[1]:
+                shape = b._data.shape
+                if gb.shape != shape:
+                    gb = reduce(gb, shape)
+                grads[b] = add(grads[b], gb) if b in grads else gb
         else:
             needs = [t in needed for t in inputs]
             in_grads = (op.backward(NP, g, [t._data for t in inputs], out._data, saved, attrs, needs) if arrays
                         else node_grads(node, g, needs))
-        for t, need, gi in zip(inputs, needs, in_grads):
-            if not need or gi is None:
-                continue
-            shape = t._data.shape
-            if gi.shape != shape:
-                gi = reduce(gi, shape)
-            grads[t] = add(grads[t], gi) if t in grads else gi
+            for t, need, gi in zip(inputs, needs, in_grads):
+                if not need or gi is None:
+                    continue
+                shape = t._data.shape
+                if gi.shape != shape:
+                    gi = reduce(gi, shape)
+                grads[t] = add(grads[t], gi) if t in grads else gi
     return [rules.result(s, grads[s]) if s in srcs and s in grads else None for s in sources]
 
 

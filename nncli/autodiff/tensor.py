@@ -237,26 +237,42 @@ def apply(op, inputs, attrs=None) -> Tensor:
         array([1.], dtype=float32)
     """
     n = len(inputs)
-    fn = op.array_fn
-    if fn is not None:  # forward is fn of the arrays, nothing saved: call it without op.forward
-        saved = None
-        data = fn(inputs[0]._data) if n == 1 else fn(inputs[0]._data, inputs[1]._data) if n == 2 else \
-            fn(*[t._data for t in inputs])
+    fn = op.array_fn  # forward is fn of the arrays, nothing saved: called without op.forward
+    if n == 2:
+        a, b = inputs
+        if fn is not None:
+            data, saved = fn(a._data, b._data), None
+        else:
+            data, saved = op.forward(attrs, a._data, b._data)
     elif n == 1:
-        data, saved = op.forward(attrs, inputs[0]._data)
-    elif n == 2:
-        data, saved = op.forward(attrs, inputs[0]._data, inputs[1]._data)
+        a = b = inputs[0]
+        if fn is not None:
+            data, saved = fn(a._data), None
+        else:
+            data, saved = op.forward(attrs, a._data)
     else:
-        data, saved = op.forward(attrs, *[t._data for t in inputs])
+        a = b = None
+        data, saved = (fn(*[t._data for t in inputs]), None) if fn is not None else \
+            op.forward(attrs, *[t._data for t in inputs])
     out = _new(Tensor)
     out._data = data = data if type(data) is ndarray else np.asarray(data)  # ufuncs give scalars for 0-d
     tapes = STATE.tapes
     if tapes and op.differentiable and data.dtype.kind == "f":
-        record(tapes, op, inputs, out, saved, attrs)
+        if type(a) is Tensor and type(b) is Tensor and len(tapes) == 1:
+            # record()'s rule for the common case: one tape, one or two inputs, no Variable among them
+            # (nothing to watch automatically, no versions to keep)
+            tape = tapes[0]
+            if tape._recording:
+                tracked = tape._tracked
+                if a in tracked or b in tracked:
+                    tape._nodes.append((op, inputs, out, saved, attrs, None))
+                    tracked.add(out)
+        else:
+            record(tapes, op, inputs, out, saved, attrs)
     trace = STATE.trace
     if trace is not None:
         trace.add(op, inputs, attrs, out, saved)
-    if op.writes_inputs:
+    if fn is None and op.writes_inputs:  # (an op with an array_fn writes nothing)
         for t in inputs:
             if t._variable:
                 t._version += 1
