@@ -263,11 +263,14 @@ def sigmoid(x: np.ndarray, out=None, den=None) -> np.ndarray:
     """
     c = _SIGMOID.get(x.dtype)
     clamp, one = c if c is not None else _sigmoid_constants(x.dtype)
-    if out is None and x.ndim == 0:
-        out = np.empty((), x.dtype)  # ufuncs give numpy scalars for 0-d arrays, which cannot be out=
-    out = np.minimum(x, clamp, out=out)
+    if out is None and x.ndim:  # fresh arrays: an ``out=None`` keyword costs numpy a slower call
+        out = np.minimum(x, clamp)
+    else:
+        if out is None:
+            out = np.empty((), x.dtype)  # ufuncs give numpy scalars for 0-d arrays, which cannot be out=
+        out = np.minimum(x, clamp, out=out)
     np.exp(out, out=out)                       # e, in [0, e^80]
-    den = np.add(out, one, out=den)            # 1 + e
+    den = np.add(out, one) if den is None else np.add(out, one, out=den)  # 1 + e
     return np.divide(out, den, out=out)
 
 
