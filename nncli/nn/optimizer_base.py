@@ -212,9 +212,11 @@ class Optimizer:
         ``[a, b)`` of parameter ``i`` (flattened) lie at ``[lo, hi)`` of the span. There are a few
         spans per thread, each about ``SPAN`` elements, so a span's slots fit in a core's cache.
         """
-        threads = parallel.threads()
         total = self._bounds[-1]
-        if threads < 2 or total < PARALLEL_MIN or not all(p.flags.c_contiguous for p in arrays):
+        if total < PARALLEL_MIN:  # the common case first: a small model asks for nothing more
+            return None
+        threads = parallel.threads()
+        if threads < 2 or not all(p.flags.c_contiguous for p in arrays):
             return None
         if self._span_plan is None or self._span_plan[0] != threads:
             count = threads * max(1, round(total / (threads * SPAN)))
