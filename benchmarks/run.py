@@ -96,11 +96,12 @@ def measure(steps: dict, rounds: int, budget: float = 0.2) -> dict:
     """Median seconds per step of each ``step()``, frameworks interleaved block by block."""
     blocks = {}
     for name, step in steps.items():
-        start = time.perf_counter()
-        step()  # first call: builds, traces
-        for _ in range(2):
+        for _ in range(3):  # the first call builds, traces or compiles: warm-up, not timed
             step()
-        per = max((time.perf_counter() - start) / 3, 1e-7)
+        start = time.perf_counter()
+        for _ in range(3):
+            step()
+        per = max((time.perf_counter() - start) / 3, 1e-7)  # block sizes from steady steps only
         blocks[name] = max(1, int(budget / per))
     times = {name: [] for name in steps}
     for _ in range(rounds):

@@ -15,9 +15,15 @@ import numbers
 import numpy as np
 
 import nncli.autodiff as ad
-from nncli.autodiff import Tensor, Variable
+from nncli.autodiff import Tensor, Variable, parallel
 from nncli.nn import schedules
 from nncli.nn.schedules import LearningRateSchedule
+
+
+# An update over the flat buffers runs on every core from this many elements (below it, handing
+# spans to threads costs more than it saves), in spans of about SPAN elements.
+PARALLEL_MIN = 2**19
+SPAN = 2**18
 
 
 class OptimizerStep(ad.Primitive):
@@ -74,6 +80,8 @@ class Optimizer:
         self._scratch: list[np.ndarray] = []   # one work buffer per parameter
         self._flat: dict[str, np.ndarray] | None = None  # the slots and work buffers as flat arrays
         self._clipped: list[np.ndarray] = []   # clipped gradients, when clipping is on
+        self._bounds: list[int] = []  # where each parameter starts in the flat buffers, and their end
+        self._span_plan: tuple[int, list] | None = None  # (threads, spans) of _spans
 
     # -- learning rate ------------------------------------------------------------
     @property
@@ -172,6 +180,7 @@ class Optimizer:
             return False
         dtype = dtypes.pop()
         bounds = np.cumsum([0] + [math.prod(p.shape) for p in params]).tolist()
+        self._bounds, self._span_plan = bounds, None
 
         def views(flat):
             return [flat[a:b].reshape(p.shape) for a, b, p in zip(bounds, bounds[1:], params)]
@@ -193,6 +202,33 @@ class Optimizer:
                 slots[name] = view
         self._flat = flat
         return True
+
+    def _spans(self, arrays) -> list | None:
+        """The flat buffers cut into spans for ``parallel.run``, or None for one pass on this
+        thread (one thread, fewer than ``PARALLEL_MIN`` elements, or a parameter array that is
+        not contiguous, whose flat view would be a copy).
+
+        A span is ``(start, stop, pieces)``; a piece ``(i, a, b, lo, hi)`` says that elements
+        ``[a, b)`` of parameter ``i`` (flattened) lie at ``[lo, hi)`` of the span. There are a few
+        spans per thread, each about ``SPAN`` elements, so a span's slots fit in a core's cache.
+        """
+        total = self._bounds[-1]
+        if total < PARALLEL_MIN:  # the common case first: a small model asks for nothing more
+            return None
+        threads = parallel.threads()
+        if threads < 2 or not all(p.flags.c_contiguous for p in arrays):
+            return None
+        if self._span_plan is None or self._span_plan[0] != threads:
+            count = threads * max(1, round(total / (threads * SPAN)))
+            cuts = [total * k // count for k in range(count + 1)]
+            spans = []
+            for start, stop in zip(cuts, cuts[1:]):
+                pieces = [(i, max(a, start) - a, min(b, stop) - a, max(a, start) - start, min(b, stop) - start)
+                          for i, (a, b) in enumerate(zip(self._bounds, self._bounds[1:]))
+                          if max(a, start) < min(b, stop)]
+                spans.append((start, stop, pieces))
+            self._span_plan = (threads, spans)
+        return self._span_plan[1]
 
     def _init_slot(self, name: str, shape, dtype) -> np.ndarray:
         return np.zeros(shape, dtype)

