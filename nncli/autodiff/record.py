@@ -6,6 +6,10 @@ Variable inputs, which may change in place before backward runs. A tape keeps a 
 one of its inputs is watched or depends on a watched value; the node's output then depends
 on it too. Only float results are tracked: no gradient flows through an integer or boolean
 value (as with TensorFlow's tape), and ops without a gradient are never recorded.
+
+Tapes hold the tensors themselves (never ``id``s, which a freed tensor passes on). ``apply``
+applies this rule itself in the common case (one tape, one or two inputs, no Variable among
+them), where a call here would be a good part of what an op costs.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A tape is literally the list of nodes recorded while it was open, in execution order,
 which is already a topological order. :func:`backward` makes one forward pass over it to
-find what depends on the sources, then one reversed loop that accumulates gradients: no
+find what depends on the sources (none when they are what the tape watches: its tracked set
+already says), then one reversed loop that accumulates gradients: no
 recursion, so a 100,000-op chain is fine. Nodes point at their inputs and output, never the
 other way round, so dropping the tape frees the graph without the cycle collector.
 
