@@ -92,36 +92,3 @@ def test_a_forked_child_starts_its_own_pool():
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
-@pytest.mark.parametrize("n", [1, 2])
-def test_prefetch_yields_every_result_in_order_and_raises_where_it_failed(n):
-    parallel.set_threads(n)
-    threads_used = set()
-
-    def fetch(k):
-        threads_used.add(threading.get_ident())
-        if k == 5:
-            raise KeyError(k)
-        return k * k
-
-    got = []
-    with pytest.raises(KeyError):
-        for value in parallel.prefetch(fetch, range(8)):
-            got.append(value)
-    assert got == [0, 1, 4, 9, 16]
-    assert (threading.get_ident() in threads_used) is (n == 1)  # on two threads the loader fetches
-    assert list(parallel.prefetch(fetch, [])) == []
-
-
-def test_shuffled_batches_are_the_same_with_and_without_prefetch():
-    from nncli.data import NDArrayDataset
-
-    x, y = np.arange(50.0).reshape(25, 2), np.arange(25)
-    epochs = {}
-    for n in (1, 2):
-        parallel.set_threads(n)
-        ds = NDArrayDataset(x, y, batch_size=4, seed=3)
-        epochs[n] = [[(bx.tolist(), by.tolist()) for bx, by in ds] for _ in range(2)]
-    assert epochs[1] == epochs[2]
-    assert len(epochs[1][0]) == 7 and epochs[1][0] != epochs[1][1]  # reshuffled each epoch, last batch of 1
