@@ -3,10 +3,9 @@
 numpy runs each ufunc on one thread, while BLAS (and XLA, for its fused elementwise kernels)
 uses all of them. For the few passes big enough to be worth it, the optimizers' update over all
 parameters at once, the work is cut into contiguous ranges and the ranges run on a small pool of
-threads (:func:`run`): numpy releases the GIL inside its loops, so the threads run at the same
-time. Every element goes through the same operations in the same order on any thread, so the
-result is the same bits whatever the thread count. :func:`prefetch` gathers the next batch on a
-thread of its own while a step runs.
+threads: numpy releases the GIL inside its loops, so the threads run at the same time. Every
+element goes through the same operations in the same order on any thread, so the result is the
+same bits whatever the thread count.
 
 The count follows the BLAS's: ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` when set (a sweep
 trial pinned to one thread gets one), else the cores this process may run on.
@@ -18,13 +17,12 @@ trial pinned to one thread gets one), else the cores this process may run on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
-_loader: ThreadPoolExecutor | None = None  # prefetch's one thread
 
 
 def _default_threads() -> int:
@@ -80,37 +78,15 @@ def run(tasks: Sequence[Callable[[], None]]) -> None:
             f.result()
 
 
-def prefetch(fetch: Callable, items: Iterable) -> Iterator:
-    """``fetch(item)`` for each item in order, each computed on a background thread while the
-    caller works on the one before (a data loader's prefetch of one batch). On one thread
-    (:func:`threads` is 1) it is a plain loop. An exception in ``fetch`` is raised where its
-    result would have been yielded."""
-    if threads() < 2:
-        for item in items:
-            yield fetch(item)
-        return
-    global _loader
-    if _loader is None:
-        _loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncli-prefetch")
-    pending = None
-    for item in items:
-        following = _loader.submit(fetch, item)
-        if pending is not None:
-            yield pending.result()
-        pending = following
-    if pending is not None:
-        yield pending.result()
-
-
 def _run_all(tasks) -> None:
     for task in tasks:
         task()
 
 
 def _forget_pool_in_child() -> None:
-    """A forked child has none of the parent's threads: it starts its own pools when it needs them."""
-    global _pool, _loader
-    _pool = _loader = None
+    """A forked child has none of the parent's threads: it starts its own pool when it needs one."""
+    global _pool
+    _pool = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from nncli.autodiff import parallel
 from nncli.data.loaders import is_positive_int
 
 
@@ -68,11 +67,9 @@ class NDArrayDataset:
                 yield self.inputs[start:stop], None if self.tests is None else self.tests[start:stop]
             return
         order = self._rng.permutation(n)  # drawn when the epoch starts
-        # one gather per array per batch, the next batch's on another thread while this one trains
-        yield from parallel.prefetch(self._batch, (order[start:start + size] for start in range(0, n, size)))
-
-    def _batch(self, index: np.ndarray):
-        return _gather(self.inputs, index), None if self.tests is None else _gather(self.tests, index)
+        for start in range(0, n, size):
+            index = order[start:start + size]  # one gather per array per batch
+            yield _gather(self.inputs, index), None if self.tests is None else _gather(self.tests, index)
 
     def get_state(self) -> dict:
         """The shuffling generator's state, as a JSON-serialisable dict (take it between epochs).
