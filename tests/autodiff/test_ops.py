@@ -190,3 +190,18 @@ def test_mixing_float_dtypes_is_an_error():
         ad.Variable([1.0]) + ad.Variable([1.0], dtype=np.float64)
     # integers and python numbers adopt the tensor's float dtype
     assert (ad.Variable([1.0]) + np.array([1, 2])).dtype == np.float32
+
+
+def test_a_subclass_that_defines_its_own_forward_runs_it_not_the_inherited_array_fn():
+    from nncli.autodiff.ops.elementwise import Mul
+
+    class MulPlusOne(Mul):  # a user's variant of a built-in op
+        forward = staticmethod(lambda attrs, a, b: (a * b + 1, None))
+
+    x, y = ad.Tensor([2.0]), ad.Tensor([3.0])
+    assert MulPlusOne.array_fn is None and Mul.array_fn is np.multiply
+    assert ad.apply(MulPlusOne, (x, y)).numpy().tolist() == [7.0]
+    with ad.GradientTape() as tape:  # recorded on a tape too, through the same path
+        tape.watch(x)
+        out = ad.apply(MulPlusOne, (x, y))
+    assert out.numpy().tolist() == [7.0] and tape.gradient(out, x).numpy().tolist() == [3.0]

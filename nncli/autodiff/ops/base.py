@@ -71,6 +71,11 @@ class Primitive:
     view_of = None  # the view op a copying (Variable-owned) variant was made from
     array_fn = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "array_fn" not in cls.__dict__:
+            cls.array_fn = None  # a subclass's own forward is what runs, not an inherited array_fn
+
     @classmethod
     def forward(cls, attrs, *xs):
         if cls.array_fn is None:
