@@ -60,7 +60,7 @@ def set_threads(n: int | None) -> None:
 
 def run(tasks: Sequence[Callable[[], None]]) -> None:
     """Run every task, the list cut into :func:`threads` contiguous shares; the calling thread runs
-    the first share. Returns when all are done; the first exception raised by a task is raised."""
+    the first share. Returns when all are done; an exception raised by a task is raised then."""
     n = min(threads(), len(tasks))
     if n <= 1:
         for task in tasks:

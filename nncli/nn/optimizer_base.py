@@ -209,8 +209,9 @@ class Optimizer:
         not contiguous, whose flat view would be a copy).
 
         A span is ``(start, stop, pieces)``; a piece ``(i, a, b, lo, hi)`` says that elements
-        ``[a, b)`` of parameter ``i`` (flattened) lie at ``[lo, hi)`` of the span. There are a few
-        spans per thread, each about ``SPAN`` elements, so a span's slots fit in a core's cache.
+        ``[a, b)`` of parameter ``i`` (flattened) lie at ``[lo, hi)`` of the span. The spans are of
+        equal size, about ``SPAN`` elements, and a whole number per thread, so each thread gets
+        the same share of the work.
         """
         total = self._bounds[-1]
         if total < PARALLEL_MIN:  # the common case first: a small model asks for nothing more

@@ -26,7 +26,6 @@ import math
 import numpy as np
 
 from nncli.autodiff import parallel
-
 from nncli.nn.optimizer_base import Optimizer, OptimizerStep  # noqa: F401 - part of this module's API
 from nncli.nn.registry import build as _registry_build
 from nncli.nn.registry import register
