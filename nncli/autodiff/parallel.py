@@ -25,6 +25,14 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _default_threads() -> int:
     for name in _THREAD_VARIABLES:
         try:
@@ -33,10 +41,7 @@ def _default_threads() -> int:
             continue
         if n > 0:
             return n
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return cpu_count()
 
 
 def threads() -> int:

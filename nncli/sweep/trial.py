@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nncli.autodiff.parallel import cpu_count  # noqa: F401 - part of this module's API
+
 __all__ = ["THREAD_VARIABLES", "thread_env", "cpu_count", "train_argv", "run_child", "ChildResult", "TrialEnd",
            "classify", "why_not_resumable", "set_aside", "read_info"]
 
@@ -29,14 +31,6 @@ PARENT_ENV = "NNCLI_SWEEP_PARENT"  # the pid of the process whose end ends the t
 _STOPPED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP)
 _POLL_S = 0.2  # how often a running trial looks whether the sweep asks it to stop
 _MAX_ERROR = 4000  # characters of a trial's error message kept in sweep.json
-
-
-def cpu_count() -> int:
-    """The cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def thread_env(threads: int, base: dict | None = None) -> dict[str, str]:
