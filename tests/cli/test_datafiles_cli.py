@@ -206,12 +206,18 @@ def test_class_names_with_a_regression_loss_say_which_loss_fits(tmp_path):
 # ---------------------------------------------------------------------------- 4. validation and test files
 
 
-def test_validation_and_test_files_instead_of_splits(tmp_path):
+def train_val_test_files(folder):
+    """Iris shuffled into train.csv (100 rows), val.csv (30) and test.csv (20), and a config that
+    names all three; returns the row order and the config's path."""
     order = np.random.default_rng(7).permutation(150)
-    write(tmp_path / "train.csv", iris_rows(order[:100]))
-    write(tmp_path / "val.csv", iris_rows(order[100:130]))
-    write(tmp_path / "test.csv", iris_rows(order[130:]))
-    cfg = config(tmp_path, "source: train.csv, validation: val.csv, test: test.csv")
+    write(folder / "train.csv", iris_rows(order[:100]))
+    write(folder / "val.csv", iris_rows(order[100:130]))
+    write(folder / "test.csv", iris_rows(order[130:]))
+    return order, config(folder, "source: train.csv, validation: val.csv, test: test.csv")
+
+
+def test_validation_and_test_files_instead_of_splits(tmp_path):
+    order, cfg = train_val_test_files(tmp_path)
     cfg.write_text(cfg.read_text().replace("metrics: [accuracy]", "metrics: [accuracy], early_stopping: {patience: 50}"))
     result = cli("train", cfg, "--runs-dir", tmp_path / "runs", "--run-id", "files")
     assert result.exit_code == 0, result.output
@@ -254,11 +260,7 @@ def test_a_validation_file_that_does_not_fit_is_named(tmp_path):
 
 
 def test_the_data_fingerprint_covers_the_validation_and_test_files(tmp_path):
-    order = np.random.default_rng(7).permutation(150)
-    write(tmp_path / "train.csv", iris_rows(order[:100]))
-    write(tmp_path / "val.csv", iris_rows(order[100:130]))
-    write(tmp_path / "test.csv", iris_rows(order[130:]))
-    cfg = config(tmp_path, "source: train.csv, validation: val.csv, test: test.csv")
+    order, cfg = train_val_test_files(tmp_path)
     assert cli("train", cfg, "--runs-dir", tmp_path / "runs", "--run-id", "fp", "-q").exit_code == 0
     roles = [f["role"] for f in run_json(tmp_path, "fp")["data"]["fingerprint"]["files"]]
     assert roles == ["source", "validation", "test"]
